@@ -1,0 +1,1 @@
+"""Benchmarks: data plus small pure functions; the world versions live in `world`."""

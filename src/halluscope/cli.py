@@ -1,0 +1,170 @@
+"""The `halluscope` command line."""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="Diagnose, measure and reduce hallucination in vision-language models.",
+                  no_args_is_help=True, add_completion=False)
+world_app = typer.Typer(help="Look at the synthetic world: render images with their ground truth.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+
+
+def parse_kv(text: str | None, what: str) -> dict[str, Any]:
+    """'alpha=1,beta=0.1,name=x' -> {'alpha': 1, 'beta': 0.1, 'name': 'x'}."""
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        if "=" not in part:
+            raise typer.BadParameter(f"{what}: {part!r} is not key=value (example: alpha=1,beta=0.1)")
+        key, value = part.split("=", 1)
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _world(knobs: str | None, seed: int):
+    from .world import World
+
+    try:
+        return World(seed=seed, **parse_kv(knobs, "--knobs"))
+    except (TypeError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--knobs") from e
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option(help="folder for results JSON, per-sample JSONL and report")] = Path("halluscope-demo"),
+    pope_images: Annotated[int, typer.Option(help="test images per POPE split (6 questions each)")] = 500,
+    chair_images: Annotated[int, typer.Option(help="test images captioned for CHAIR")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="evaluation batch size")] = 64,
+    retrain: Annotated[bool, typer.Option(help="train the built-in model again even if cached")] = False,
+) -> None:
+    """The main job: train (first run, ~10 CPU minutes) or load the built-in model, evaluate greedy
+    decoding on POPE (random, popular, adversarial) and CHAIR on the world, print a table and write
+    results.json, per-sample JSONL files and report.md into OUTPUT."""
+    from . import load_model
+    from .benchmarks.world import WorldCHAIR, WorldPOPE
+    from .models import cache_dir
+    from .report import hallucination_checks, markdown_report, print_summary
+    from .runner import package_versions, run_benchmark, write_json
+    from .world import POPE_SPLITS, World
+
+    t0 = time.time()
+    world = World()
+    adapter = load_model("tiny", retrain=retrain)
+    t_model = time.time() - t0
+    typer.echo(f"built-in model ready in {t_model:.0f} s: {adapter.name}")
+    results = {}
+    for split in POPE_SPLITS:
+        bench = WorldPOPE(world, split, n_images=pope_images)
+        results[bench.name] = run_benchmark(bench, adapter, output, batch_size=batch_size)
+    bench = WorldCHAIR(world, n_images=chair_images)
+    results[bench.name] = run_benchmark(bench, adapter, output, batch_size=batch_size)
+    checks = hallucination_checks(results)
+    print_summary(results, checks)
+    header = {"model": adapter.name, "method": "greedy", "cache": str(cache_dir()),
+              "model_ready_seconds": round(t_model, 1), "total_seconds": round(time.time() - t0, 1)}
+    summary = {"header": header, "checks": checks, "versions": package_versions(),
+               "results": {k: v["metrics"] for k, v in results.items()}}
+    write_json(output / "results.json", summary)
+    (output / "report.md").write_text(markdown_report(results, checks, header))
+    typer.echo(f"wrote {output / 'results.json'}, {output / 'report.md'} and per-sample JSONL in {time.time() - t0:.0f} s")
+
+
+@app.command()
+def train(
+    out: Annotated[Path | None, typer.Option(help="output folder (default: the cache folder load_model('tiny') uses)")] = None,
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 0,
+    batch_size: Annotated[int, typer.Option(help="samples per step")] = 0,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 0.0,
+    seed: Annotated[int, typer.Option(help="training seed")] = 0,
+    knobs: Annotated[str | None, typer.Option(help="world knobs, e.g. cooccurrence_strength=0.5,yes_bias=0.5")] = None,
+    world_seed: Annotated[int, typer.Option(help="world seed")] = 0,
+) -> None:
+    """Train the built-in model on the world (captions and questions). Resumes from the checkpoint
+    in the output folder if a run was interrupted. 0 means the default for a number."""
+    from .models import train_tiny
+    from .training.sft import TrainConfig
+
+    defaults = TrainConfig()
+    try:
+        cfg = TrainConfig(steps=steps or defaults.steps, batch_size=batch_size or defaults.batch_size,
+                          lr=lr or defaults.lr, seed=seed)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    path = train_tiny(_world(knobs, world_seed), cfg, out=out)
+    typer.echo(f"saved the trained model to {path}; use it with --model {path}")
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[str, typer.Option(help="'tiny', a local folder, or a hub id")] = "tiny",
+    benchmark: Annotated[str, typer.Option(help="world-pope:{random,popular,adversarial} or world-chair")] = "world-pope:adversarial",
+    method: Annotated[str, typer.Option(help="decoding method (greedy, sample, ...)")] = "greedy",
+    method_args: Annotated[str | None, typer.Option(help="method arguments, e.g. temperature=1.0,seed=0")] = None,
+    batch_size: Annotated[int, typer.Option(help="samples per forward pass")] = 16,
+    output: Annotated[Path, typer.Option(help="output folder")] = Path("halluscope-eval"),
+    limit: Annotated[int | None, typer.Option(help="evaluate only the first K samples")] = None,
+    seed: Annotated[int, typer.Option(help="seed for sampling methods")] = 0,
+    n_images: Annotated[int, typer.Option(help="world test images")] = 500,
+    pope_mode: Annotated[str, typer.Option(help="POPE answers: 'score' (one forward pass) or 'generate'")] = "score",
+) -> None:
+    """Evaluate a model with a method on a benchmark; one JSON line per sample, resumable."""
+    from . import load_model
+    from .benchmarks.world import WorldCHAIR, WorldPOPE
+    from .decoding import get_method
+    from .runner import run_benchmark
+    from .world import POPE_SPLITS, World
+
+    args = parse_kv(method_args, "--method-args")
+    try:
+        get_method(method, **args)  # fail before loading a model
+    except (TypeError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--method/--method-args") from e
+    world = World()
+    name, _, split = benchmark.partition(":")
+    if name == "world-pope" and split in POPE_SPLITS:
+        bench = WorldPOPE(world, split, n_images=n_images, mode=pope_mode)
+    elif name == "world-chair":
+        bench = WorldCHAIR(world, n_images=n_images)
+    else:
+        raise typer.BadParameter(f"unknown benchmark {benchmark!r}; use world-pope:{{{','.join(POPE_SPLITS)}}} or world-chair",
+                                 param_hint="--benchmark")
+    results = run_benchmark(bench, load_model(model), output, method=method, method_args=args,
+                            batch_size=batch_size, limit=limit, seed=seed)
+    metrics = {k: v for k, v in results["metrics"].items() if not isinstance(v, dict | list)}
+    typer.echo(json.dumps({"benchmark": bench.name, "method": method, **metrics}, indent=1))
+
+
+@world_app.command("sample")
+def world_sample(
+    out: Annotated[Path, typer.Option(help="folder for PNG images and truth.jsonl")] = Path("world-samples"),
+    n: Annotated[int, typer.Option(help="number of images")] = 16,
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    knobs: Annotated[str | None, typer.Option(help="world knobs, e.g. noise_max=0")] = None,
+    seed: Annotated[int, typer.Option(help="world seed")] = 0,
+) -> None:
+    """Render N images of a split with their ground truth and captions."""
+    world = _world(knobs, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "truth.jsonl").open("w") as f:
+        for s in world.sample(split, n):
+            s.image.save(out / f"{s.image_id}.png")
+            f.write(json.dumps({**s.truth.to_dict(), "caption": world.caption(s.truth)}) + "\n")
+    typer.echo(f"wrote {n} images and truth.jsonl to {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

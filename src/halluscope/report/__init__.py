@@ -1,0 +1,97 @@
+"""The demo's summary: checks of the built-in model's hallucination profile, a table, a Markdown report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+POPE_KEYS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "false_positive_rate")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _ci(ci: list[float]) -> str:
+    return f"[{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
+def hallucination_checks(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Does the model perceive well and hallucinate for the right reasons? Each check states its
+    rule, the measured values and whether it holds; nothing here is assumed, all comes from results."""
+    rnd = results["world-pope:random"]["metrics"]
+    adv = results["world-pope:adversarial"]["metrics"]
+    subsets = results["world-chair"]["metrics"]["subsets"]
+    ordinary, breaking = subsets["ordinary"]["chair_i"], subsets["breaking"]["chair_i"]
+    fp_ratio = adv["false_positive_rate"] / rnd["false_positive_rate"] if rnd["false_positive_rate"] else float("inf")
+    chair_ratio = breaking["value"] / ordinary["value"] if ordinary["value"] else float("inf")
+    return [
+        {"check": "POPE-random accuracy >= 85 %", "value": f"{_pct(rnd['accuracy'])} % CI {_ci(rnd['ci95']['accuracy'])}",
+         "holds": rnd["accuracy"] >= 0.85},
+        {"check": "POPE-adversarial accuracy >= 5 points below random",
+         "value": f"{_pct(rnd['accuracy'] - adv['accuracy'])} points (adversarial {_pct(adv['accuracy'])} % "
+                  f"CI {_ci(adv['ci95']['accuracy'])})",
+         "holds": rnd["accuracy"] - adv["accuracy"] >= 0.05},
+        {"check": "false-positive rate on co-occurring absent objects >= 2x random absent objects",
+         "value": f"{_pct(adv['false_positive_rate'])} % CI {_ci(adv['ci95']['false_positive_rate'])} vs "
+                  f"{_pct(rnd['false_positive_rate'])} % CI {_ci(rnd['ci95']['false_positive_rate'])} = {fp_ratio:.2f}x; "
+                  f"absent co-occurrence partners: {_pct(adv['partner_false_positive_rate'])} %",
+         "holds": fp_ratio >= 2},
+        {"check": "CHAIR_i on bias-breaking images >= 2x ordinary images",
+         "value": f"{_pct(breaking['value'])} % CI {_ci(breaking['ci95'])} vs {_pct(ordinary['value'])} % "
+                  f"CI {_ci(ordinary['ci95'])} = {chair_ratio:.2f}x",
+         "holds": chair_ratio >= 2},
+    ]
+
+
+def print_summary(results: dict[str, dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="POPE on the world's test split (%)")
+    table.add_column("split")
+    for k in POPE_KEYS:
+        table.add_column(k, justify="right")
+    for name, r in results.items():
+        if name.startswith("world-pope"):
+            table.add_row(name.split(":")[1], *(_pct(r["metrics"][k]) for k in POPE_KEYS))
+    console.print(table)
+    chair = results["world-chair"]["metrics"]
+    t2 = Table(title="CHAIR on captions of the world's test split (%)")
+    for col in ("images", "n", "CHAIR_s", "CHAIR_i", "recall"):
+        t2.add_column(col, justify="right")
+    t2.add_row("all", str(chair["n"]), _pct(chair["chair_s"]), _pct(chair["chair_i"]), _pct(chair["recall"]))
+    for name, s in chair["subsets"].items():
+        t2.add_row(name, str(s["chair_i"]["n"]), _pct(s["chair_s"]["value"]), _pct(s["chair_i"]["value"]),
+                   _pct(s["recall"]["value"]))
+    console.print(t2)
+    t3 = Table(title="Does the built-in model hallucinate for the right reasons?")
+    for col in ("check", "measured", "holds"):
+        t3.add_column(col)
+    for c in checks:
+        t3.add_row(c["check"], c["value"], "yes" if c["holds"] else "NO")
+    console.print(t3)
+
+
+def markdown_report(results: dict[str, dict[str, Any]], checks: list[dict[str, Any]], header: dict[str, Any]) -> str:
+    lines = ["# halluscope report", ""]
+    lines += [f"- {k}: {v}" for k, v in header.items()] + [""]
+    lines += ["## POPE (world test split, %, 95 % bootstrap CI over images)", "",
+              "| split | " + " | ".join(POPE_KEYS) + " | accuracy CI |",
+              "|---" * (len(POPE_KEYS) + 2) + "|"]
+    for name, r in results.items():
+        if name.startswith("world-pope"):
+            m = r["metrics"]
+            lines.append(f"| {name.split(':')[1]} | " + " | ".join(_pct(m[k]) for k in POPE_KEYS)
+                         + f" | {_ci(m['ci95']['accuracy'])} |")
+    chair = results["world-chair"]["metrics"]
+    lines += ["", "## CHAIR (captions of world test images, %)", "",
+              "| images | n | CHAIR_s | CHAIR_i | CHAIR_i CI | recall |", "|---|---|---|---|---|---|",
+              f"| all | {chair['n']} | {_pct(chair['chair_s'])} | {_pct(chair['chair_i'])} | "
+              f"{_ci(chair['ci95']['chair_i'])} | {_pct(chair['recall'])} |"]
+    for name, s in chair["subsets"].items():
+        lines.append(f"| {name} | {s['chair_i']['n']} | {_pct(s['chair_s']['value'])} | {_pct(s['chair_i']['value'])} | "
+                     f"{_ci(s['chair_i']['ci95'])} | {_pct(s['recall']['value'])} |")
+    lines += ["", "## Hallucination profile checks", "", "| check | measured | holds |", "|---|---|---|"]
+    lines += [f"| {c['check']} | {c['value']} | {'yes' if c['holds'] else 'NO'} |" for c in checks]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Instruction tuning of the built-in model and, later, training-based mitigation."""

@@ -1,0 +1,197 @@
+"""Instruction tuning of the built-in model on the world: captions and questions, AdamW, cosine
+schedule, a progress bar, checkpoints and exact resume (the data of step k depends only on the
+seed and k, so a resumed run sees the same batches as an uninterrupted one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..world import CAPTION_PROMPTS, World
+from ..world.core import IMAGE_SIZE
+
+TASKS = ("detailed", "short", "existence", "attribute", "count", "relation")
+
+
+@dataclass
+class TrainConfig:
+    """Instruction tuning of the built-in model."""
+
+    steps: int = field(default=3000, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=64, metadata={"help": "samples per step"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
+    warmup_steps: int = field(default=100, metadata={"help": "linear warm-up, then cosine decay to 10 %"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    seed: int = field(default=0, metadata={"help": "initialisation and data order"})
+    checkpoint_every: int = field(default=250, metadata={"help": "steps between checkpoints"})
+    task_mix: dict[str, float] = field(
+        default_factory=lambda: {"detailed": 0.3, "short": 0.1, "existence": 0.35,
+                                 "attribute": 0.1, "count": 0.08, "relation": 0.07},
+        metadata={"help": "task -> share of training samples"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"TrainConfig: steps={self.steps} and batch_size={self.batch_size} must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr={self.lr} must be > 0")
+        unknown = set(self.task_mix) - set(TASKS)
+        if unknown or sum(self.task_mix.values()) <= 0:
+            raise ValueError(f"TrainConfig.task_mix: use positive shares over the tasks {TASKS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pixel_values(arrays: np.ndarray) -> torch.Tensor:
+    """(B, 64, 64, 3) uint8 -> the normalised tensor the built-in processor makes (mean = std = 0.5).
+
+    Rendering straight to tensors skips PIL round trips in training; a test checks that it equals
+    the processor's output.
+    """
+    x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 255.0
+    return (x - 0.5) / 0.5
+
+
+def make_example(world: World, rng: np.random.Generator, task_names: list[str], task_p: np.ndarray):
+    scene = world.scene("train", int(rng.integers(world.config.train_size)))
+    task = task_names[rng.choice(len(task_names), p=task_p)]
+    if task in CAPTION_PROMPTS:
+        prompt, answer = CAPTION_PROMPTS[task], world.caption(scene, task)
+    else:
+        qs = [q for q in world.questions(scene, rng) if q["type"] == task]
+        q = qs[0] if qs else world.questions(scene, rng)[0]
+        prompt, answer = q["question"], q["answer"]
+    return world.render_array(scene), prompt, answer
+
+
+class Batcher:
+    """Turns (image, prompt, answer) triples into right-padded model inputs with the loss on the
+    answer only. The prompt goes through the processor's chat template, as at inference time."""
+
+    def __init__(self, processor) -> None:
+        self.tok = processor.tokenizer
+        self.image_token = processor.image_token
+        self.n_image_tokens = (IMAGE_SIZE // processor.patch_size) ** 2
+        self.processor = processor
+        self._prompt_cache: dict[str, list[int]] = {}
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        if prompt not in self._prompt_cache:
+            text = self.processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}],
+                add_generation_prompt=True,
+            )
+            text = text.replace(self.image_token, self.image_token * self.n_image_tokens)
+            self._prompt_cache[prompt] = self.tok(text)["input_ids"]
+        return self._prompt_cache[prompt]
+
+    def __call__(self, examples) -> dict[str, torch.Tensor]:
+        ids, labels = [], []
+        for _, prompt, answer in examples:
+            p = self.prompt_ids(prompt)
+            a = self.tok(answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+            ids.append(p + a)
+            labels.append([-100] * len(p) + a)
+        width = max(map(len, ids))
+        pad = self.tok.pad_token_id
+        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
+        return {
+            "input_ids": input_ids,
+            "attention_mask": (torch.arange(width)[None] < torch.tensor([len(x) for x in ids])[:, None]).long(),
+            "labels": torch.tensor([y + [-100] * (width - len(y)) for y in labels]),
+            "pixel_values": pixel_values(np.stack([e[0] for e in examples])),
+        }
+
+
+def batch_for_step(world: World, batcher: Batcher, cfg: TrainConfig, step: int) -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng([cfg.seed, step])
+    names = list(cfg.task_mix)
+    p = np.array([cfg.task_mix[n] for n in names], dtype=float)
+    p /= p.sum()
+    return batcher([make_example(world, rng, names, p) for _ in range(cfg.batch_size)])
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict:
+    """Train `model` in place; checkpoints go to `out_dir/checkpoint` and a rerun resumes from
+    there. Returns the training log (loss per logged step, time)."""
+    out_dir = Path(out_dir)
+    ckpt = out_dir / "checkpoint"
+    torch.set_flush_denormal(True)  # sporadic long stalls on CPU without it
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    start, log = 0, {"loss": [], "seconds": 0.0}
+    if (ckpt / "state.pt").exists():
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        if state["train_config"] != cfg.to_dict():
+            raise ValueError(f"{ckpt} was written with another training config; delete it to start over")
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(ckpt / "model.safetensors"))
+        opt.load_state_dict(state["optimizer"])
+        start, log = state["step"], state["log"]
+    batcher = Batcher(processor)
+    model.train()
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                       TimeRemainingColumn(), transient=False)
+        task = bar.add_task("train", total=cfg.steps, completed=start, loss="-")
+        bar.start()
+    t0 = time.time()
+    running = None
+    try:
+        for step in range(start, cfg.steps):
+            batch = batch_for_step(world, batcher, cfg, step)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            loss = model(**batch).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            if (step + 1) % 50 == 0:
+                log["loss"].append([step + 1, round(running, 4)])
+            if bar is not None:
+                bar.update(task, advance=1, loss=f"{running:.3f}")
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                log["seconds"] += time.time() - t0
+                t0 = time.time()
+                _save_checkpoint(model, opt, cfg, step + 1, log, ckpt)
+    finally:
+        if bar is not None:
+            bar.stop()
+    model.eval()
+    return log
+
+
+def _save_checkpoint(model, opt, cfg: TrainConfig, step: int, log: dict, ckpt: Path) -> None:
+    from safetensors.torch import save_file
+
+    ckpt.mkdir(parents=True, exist_ok=True)
+    # Write to temporary names then rename, so a kill mid-write leaves the previous checkpoint.
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, ckpt / "model.tmp")
+    torch.save({"optimizer": opt.state_dict(), "step": step, "log": log, "train_config": cfg.to_dict()},
+               ckpt / "state.tmp")
+    os.replace(ckpt / "model.tmp", ckpt / "model.safetensors")
+    os.replace(ckpt / "state.tmp", ckpt / "state.pt")
+    (ckpt / "progress.json").write_text(json.dumps({"step": step, "of": cfg.steps}))
