@@ -33,6 +33,7 @@ class TrainConfig:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=0, metadata={"help": "initialisation and data order"})
     checkpoint_every: int = field(default=250, metadata={"help": "steps between checkpoints"})
+    log_every: int = field(default=50, metadata={"help": "steps between logged mean losses"})
     task_mix: dict[str, float] = field(
         default_factory=lambda: {"detailed": 0.3, "short": 0.1, "existence": 0.35,
                                  "attribute": 0.1, "count": 0.08, "relation": 0.07},
@@ -156,7 +157,7 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
         task = bar.add_task("train", total=cfg.steps, completed=start, loss="-")
         bar.start()
     t0 = time.time()
-    running = None
+    window: list[float] = []
     try:
         for step in range(start, cfg.steps):
             batch = batch_for_step(world, batcher, cfg, step)
@@ -167,11 +168,12 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            if (step + 1) % 50 == 0:
-                log["loss"].append([step + 1, round(running, 4)])
+            window.append(loss.item())
+            if (step + 1) % cfg.log_every == 0:
+                log["loss"].append([step + 1, round(sum(window) / len(window), 4)])
+                window = []
             if bar is not None:
-                bar.update(task, advance=1, loss=f"{running:.3f}")
+                bar.update(task, advance=1, loss=f"{loss.item():.3f}")
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 log["seconds"] += time.time() - t0
                 t0 = time.time()

@@ -1,0 +1,103 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from halluscope import World
+from halluscope.models.tiny import TinyConfig, build_model, build_processor
+from halluscope.training import sft
+from halluscope.training.sft import Batcher, TrainConfig, batch_for_step, pixel_values, train
+
+MICRO = TinyConfig(vision_hidden=32, vision_layers=1, text_hidden=32, text_layers=1, heads=2)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(seed=0)
+
+
+@pytest.fixture(scope="module")
+def processor(world):
+    return build_processor(world)
+
+
+def test_training_pixels_equal_processor_pixels(world, processor):
+    samples = world.sample("test", 4)
+    ref = processor.image_processor([s.image for s in samples], return_tensors="pt")["pixel_values"]
+    ours = pixel_values(np.stack([world.render_array(s.truth) for s in samples]))
+    assert torch.equal(ours, ref)
+
+
+def test_training_prompt_ids_equal_inference_ids(world, processor):
+    """The training batch's prompt part is token for token what the processor builds at inference."""
+    s = world.sample("test", 1)[0]
+    prompt = "Is there a fork in the image?"
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}], add_generation_prompt=True
+    )
+    ref = processor(images=[s.image], text=[text], return_tensors="pt")["input_ids"][0].tolist()
+    batch = Batcher(processor)([(world.render_array(s.truth), prompt, "yes")])
+    ids = batch["input_ids"][0].tolist()
+    assert ids[: len(ref)] == ref
+    labels = batch["labels"][0].tolist()
+    assert labels[: len(ref)] == [-100] * len(ref)  # loss on the answer only
+    tok = processor.tokenizer
+    assert ids[len(ref) :] == tok("yes", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+
+
+def test_batches_depend_only_on_seed_and_step(world, processor):
+    cfg = TrainConfig(batch_size=4)
+    a, b = batch_for_step(world, Batcher(processor), cfg, 7), batch_for_step(world, Batcher(processor), cfg, 7)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = batch_for_step(world, Batcher(processor), cfg, 8)
+    assert not torch.equal(a["pixel_values"], c["pixel_values"])
+
+
+def test_micro_model_trains_in_under_a_minute(world, processor, tmp_path):
+    model = build_model(processor, MICRO)
+    cfg = TrainConfig(steps=60, batch_size=16, lr=3e-3, warmup_steps=5, checkpoint_every=1000, log_every=10)
+    t0 = time.time()
+    log = train(model, processor, world, cfg, tmp_path, progress=False)
+    assert time.time() - t0 < 60
+    losses = [loss for _, loss in log["loss"]]
+    assert losses[-1] < 0.8 * losses[0], losses  # it learns something
+    assert (tmp_path / "checkpoint" / "model.safetensors").exists()
+
+
+def test_resume_after_interruption_gives_the_same_weights(world, processor, tmp_path, monkeypatch):
+    cfg = TrainConfig(steps=8, batch_size=4, warmup_steps=2, checkpoint_every=4)
+    straight = build_model(processor, MICRO)
+    train(straight, processor, world, cfg, tmp_path / "straight", progress=False)
+
+    real = sft.batch_for_step
+
+    def crash_at_6(world_, batcher, cfg_, step):
+        if step == 6:
+            raise KeyboardInterrupt
+        return real(world_, batcher, cfg_, step)
+
+    monkeypatch.setattr(sft, "batch_for_step", crash_at_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(build_model(processor, MICRO), processor, world, cfg, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(sft, "batch_for_step", real)
+    resumed = build_model(processor, MICRO, seed=123)  # different init: everything must come from the checkpoint
+    log = train(resumed, processor, world, cfg, tmp_path / "resumed", progress=False)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert log["loss"] is not None
+
+
+def test_resume_refuses_another_config(world, processor, tmp_path):
+    cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=1, checkpoint_every=1)
+    train(build_model(processor, MICRO), processor, world, cfg, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="another training config"):
+        train(build_model(processor, MICRO), processor, world, TrainConfig(steps=3, batch_size=2), tmp_path,
+              progress=False)
+
+
+def test_train_config_checks():
+    with pytest.raises(ValueError, match="task_mix"):
+        TrainConfig(task_mix={"poetry": 1.0})
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=0)

@@ -1,0 +1,200 @@
+import numpy as np
+import pytest
+
+from halluscope import World
+from halluscope.world import CLASSES, COLORS, PLURALS, POPE_TEMPLATE, tokenize_words
+from halluscope.world.core import GRID, IMAGE_SIZE, NUMBERS
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(seed=0)
+
+
+def test_deterministic_by_seed_and_index(world):
+    a = [np.array(s.image) for s in world.sample("test", 5)]
+    b = [np.array(s.image) for s in World(seed=0).sample("test", 5)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    # Scene i does not depend on what else was sampled.
+    assert world.scene("test", 3) == world.sample("test", 2, start=3)[0].truth
+    c = World(seed=1).scene("test", 0)
+    assert c != world.scene("test", 0)
+
+
+def test_splits_differ(world):
+    assert world.scene("train", 0) != world.scene("test", 0)
+    with pytest.raises(ValueError, match="unknown split"):
+        world.scene("dev", 0)
+
+
+def test_ground_truth_shape(world):
+    for s in world.sample("train", 200):
+        t = s.truth
+        assert 1 <= len(t.objects) <= 5
+        assert len({(o.row, o.col) for o in t.objects}) == len(t.objects)  # one object per cell
+        for o in t.objects:
+            assert o.cls in CLASSES and o.color in COLORS and o.size in ("large", "small")
+            assert 0 <= o.x < IMAGE_SIZE and 0 <= o.y < IMAGE_SIZE
+            assert o.x // (IMAGE_SIZE // GRID) == o.col and o.y // (IMAGE_SIZE // GRID) == o.row
+        assert sum(t.counts().values()) == len(t.objects)
+        assert np.array(s.image).shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+
+
+def test_objects_are_drawn_where_the_truth_says():
+    w = World(seed=0, noise_max=0, faint_prob=0, occlude_prob=0)
+    for s in w.sample("test", 20):
+        arr = np.array(s.image).astype(int)
+        for o in s.truth.objects:
+            cell = arr[o.row * 16 : o.row * 16 + 16, o.col * 16 : o.col * 16 + 16]
+            assert (np.abs(cell - COLORS[o.color]).sum(-1) == 0).any(), o
+        empty = {(r, c) for r in range(GRID) for c in range(GRID)} - {(o.row, o.col) for o in s.truth.objects}
+        for r, c in empty:
+            assert (arr[r * 16 : r * 16 + 16, c * 16 : c * 16 + 16] == (28, 28, 32)).all()
+
+
+def _mentioned(caption):
+    words = set(tokenize_words(caption))
+    return {c for c in CLASSES if c in words or PLURALS[c] in words}
+
+
+def test_captions_match_ground_truth(world):
+    for s in world.sample("test", 200):
+        t = s.truth
+        for style in ("detailed", "short"):
+            cap = world.caption(t, style)
+            assert _mentioned(cap) == set(t.classes), (cap, t.classes)
+        cap = world.caption(t, "detailed")
+        for cls, n in t.counts().items():
+            if n > 1:
+                assert f"{NUMBERS[n]} " in cap and PLURALS[cls] in cap
+        for sentence in cap.split(". ")[1:]:
+            a, rel, b = sentence.removeprefix("the ").rstrip(".").split(" is ")[0], None, None
+            rel_b = sentence.rstrip(".").split(" is ")[1]
+            rel, b = rel_b.rsplit(" the ", 1)
+            assert (a, rel, b) in t.relations(), (sentence, t.relations())
+
+
+def test_questions_have_exact_answers(world):
+    rng = np.random.default_rng(0)
+    for s in world.sample("test", 100):
+        t = s.truth
+        for q in world.questions(t, rng):
+            if q["type"] == "existence":
+                cls = q["question"].split(" a ")[1].split(" in ")[0]
+                assert q["answer"] == ("yes" if cls in t.classes else "no")
+            elif q["type"] == "count":
+                plural = q["question"].split("many ")[1].split(" are")[0]
+                cls = {v: k for k, v in PLURALS.items()}[plural]
+                assert q["answer"] == NUMBERS[t.counts().get(cls, 0)]
+            elif q["type"] == "attribute":
+                cls = q["question"].split("the ")[1].rstrip("?")
+                assert q["answer"] == next(o.color for o in t.objects if o.cls == cls)
+
+
+def test_vocabulary_covers_all_texts(world):
+    vocab = set(world.vocabulary())
+    rng = np.random.default_rng(1)
+    for s in world.sample("train", 300):
+        texts = [world.caption(s.truth), world.caption(s.truth, "short")]
+        texts += [q["question"] + " " + q["answer"] for q in world.questions(s.truth, rng)]
+        for text in texts:
+            assert set(tokenize_words(text)) <= vocab, text
+
+
+def test_cooccurrence_knob_controls_partner_rate():
+    def partner_rate(w):
+        partners = w.config.partners()
+        with_partner = total = 0
+        for i in range(600):
+            classes = w.scene("train", i).classes
+            for c in classes:
+                if c in partners:
+                    total += 1
+                    with_partner += partners[c] in classes
+        return with_partner / total
+
+    # Partners share a scene, so they meet without the pair knob too; the knob adds to that.
+    biased, unpaired = partner_rate(World(seed=0)), partner_rate(World(seed=0, cooccurrence_strength=0.0))
+    assert biased > 0.85 and unpaired < 0.65
+    assert partner_rate(World(seed=0, cooccurrence_strength=0.0, scene_strength=0.0)) < 0.3
+
+
+def test_color_prior_and_yes_bias_knobs():
+    w = World(seed=0)
+    trees = [o.color for i in range(800) for o in w.scene("train", i).objects if o.cls == "tree"]
+    assert trees.count("green") / len(trees) > 0.75
+    rng = np.random.default_rng(0)
+    answers = [w.questions(w.scene("train", i), rng)[0]["answer"] for i in range(1000)]
+    assert 0.55 < answers.count("yes") / 1000 < 0.65
+    w_flat = World(seed=0, yes_bias=0.5)
+    answers = [w_flat.questions(w_flat.scene("train", i), rng)[0]["answer"] for i in range(1000)]
+    assert 0.45 < answers.count("yes") / 1000 < 0.55
+
+
+def test_bias_breaking_test_images(world):
+    partners = world.config.partners()
+    scenes = [world.scene("test", i) for i in range(400)]
+    breaking = [s for s in scenes if s.breaks_bias]
+    assert 0.35 < len(breaking) / len(scenes) < 0.65
+    assert not any(world.scene("train", i).breaks_bias for i in range(200))
+    for s in breaking:
+        for reason in s.breaks_bias:
+            kind, cls = reason.split(":")
+            if kind == "lone":
+                assert cls in s.classes and partners[cls] not in s.classes
+            else:
+                usual = world.config.color_priors.get(cls)
+                assert any(o.cls == cls and o.color != usual for o in s.objects)
+
+
+def test_invalid_knobs_fail_with_a_fix():
+    with pytest.raises(ValueError, match="cooccurrence_strength.*probability"):
+        World(cooccurrence_strength=1.5)
+    with pytest.raises(TypeError, match="unknown world knob.*valid knobs"):
+        World(cooccurence_strength=0.5)
+    with pytest.raises(ValueError, match="cooccurrence_pairs"):
+        World(cooccurrence_pairs=[("fork", "spoon")])
+
+
+@pytest.mark.parametrize("split", ["random", "popular", "adversarial"])
+def test_pope_construction_rules(world, split):
+    qs = world.pope(split, n_images=60)
+    assert [q["question_id"] for q in qs] == list(range(1, len(qs) + 1))
+    assert len(qs) == 60 * 6
+    for i in range(0, len(qs), 6):
+        block = qs[i : i + 6]
+        assert len({q["image_id"] for q in block}) == 1
+        assert [q["label"] for q in block] == ["yes", "no"] * 3  # alternating, positive first
+        truth = world.scene("test", int(block[0]["image_id"].split("-")[1]))
+        assert [q["object"] for q in block[::2]] == truth.classes[:3]  # first 3 ground-truth objects
+        negatives = [q["object"] for q in block[1::2]]
+        assert len(set(negatives)) == 3 and not set(negatives) & set(truth.classes)
+        for q in block:
+            assert q["text"] == POPE_TEMPLATE.format(q["object"])
+            assert set(q) >= {"question_id", "image", "text", "label"}
+    assert world.pope(split, n_images=10)[0]["image"].size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_pope_negative_strategies(world):
+    """Popular negatives are the most frequent absent objects; adversarial ones the absent
+    objects that co-occur most with the positive they follow."""
+    from collections import Counter
+
+    scenes = world.pope_scenes(60)
+    freq = Counter(c for s in scenes for c in s.classes)
+    order = [c for c, _ in sorted(freq.items(), key=lambda kv: kv[1], reverse=True)]
+    popular = world.pope("popular", n_images=60)
+    for i in range(0, len(popular), 6):
+        gt = set(scenes[i // 6].classes)
+        expected = [c for c in order if c not in gt][:3]
+        assert [q["object"] for q in popular[i + 1 : i + 6 : 2]] == expected
+    adversarial = world.pope("adversarial", n_images=60)
+    partners = world.config.partners()
+    hits = total = 0
+    for i in range(0, len(adversarial), 6):
+        gt = set(scenes[i // 6].classes)
+        for pos, neg in zip(adversarial[i : i + 6 : 2], adversarial[i + 1 : i + 6 : 2]):
+            if partners.get(pos["object"]) and partners[pos["object"]] not in gt:
+                total += 1
+                hits += neg["object"] == partners[pos["object"]]
+    assert total > 5 and hits == total  # the absent partner is always the first adversarial pick
