@@ -32,6 +32,10 @@ class TrainConfig:
     warmup_steps: int = field(default=100, metadata={"help": "linear warm-up, then cosine decay to 10 %"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=0, metadata={"help": "initialisation and data order"})
+    vision_pretrain_steps: int = field(
+        default=300, metadata={"help": "steps of stage 0: per-patch object and colour labels train the vision tower "
+                                       "(the analogue of LLaVA starting from a pretrained CLIP); 0 skips it"})
+    vision_batch_size: int = field(default=128, metadata={"help": "images per stage-0 step"})
     checkpoint_every: int = field(default=250, metadata={"help": "steps between checkpoints"})
     log_every: int = field(default=50, metadata={"help": "steps between logged mean losses"})
     task_mix: dict[str, float] = field(
@@ -122,6 +126,52 @@ def batch_for_step(world: World, batcher: Batcher, cfg: TrainConfig, step: int) 
     return batcher([make_example(world, rng, names, p) for _ in range(cfg.batch_size)])
 
 
+def patch_labels(scene, grid: int) -> tuple[list[int], list[int]]:
+    """Per-cell targets for stage 0: class index + 1 (0 = empty cell) and colour index + 1."""
+    from ..world import CLASSES, COLORS
+
+    cls, col = [0] * grid * grid, [0] * grid * grid
+    for o in scene.objects:
+        cell = o.row * grid + o.col
+        cls[cell], col[cell] = CLASSES.index(o.cls) + 1, list(COLORS).index(o.color) + 1
+    return cls, col
+
+
+def pretrain_vision(model, world: World, cfg: TrainConfig, progress=None) -> list[float]:
+    """Stage 0: train the vision tower to tell, per patch, which object and colour it holds.
+
+    Real LLaVA starts from a CLIP tower pretrained on image-text pairs; the built-in model gets its
+    visual features the same way, from the world's own images, before instruction tuning. Two
+    linear heads read the patch states the projector will read, and are thrown away afterwards.
+    """
+    from ..world import CLASSES, COLORS
+    from ..world.core import GRID
+
+    tower = model.model.vision_tower
+    width = tower.config.hidden_size
+    heads = torch.nn.ModuleList([torch.nn.Linear(width, len(CLASSES) + 1), torch.nn.Linear(width, len(COLORS) + 1)])
+    params = list(tower.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    losses = []
+    for step in range(cfg.vision_pretrain_steps):
+        rng = np.random.default_rng([cfg.seed, 10**9 + step])
+        scenes = [world.scene("train", int(i)) for i in rng.integers(world.config.train_size, size=cfg.vision_batch_size)]
+        pixels = pixel_values(np.stack([world.render_array(s) for s in scenes]))
+        targets = [torch.tensor([patch_labels(s, GRID)[k] for s in scenes]).flatten() for k in (0, 1)]
+        feats = tower(pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:]
+        feats = feats.reshape(-1, width)
+        loss = sum(torch.nn.functional.cross_entropy(h(feats), t) for h, t in zip(heads, targets))
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if progress is not None:
+            progress(step + 1, loss.item())
+    return losses
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -152,11 +202,18 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                       TimeRemainingColumn(), transient=False)
-        task = bar.add_task("train", total=cfg.steps, completed=start, loss="-")
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), transient=False)
         bar.start()
     t0 = time.time()
+    if not (ckpt / "state.pt").exists() and cfg.vision_pretrain_steps > 0:
+        vtask = bar.add_task("stage 0: vision tower", total=cfg.vision_pretrain_steps, loss="-") if bar else None
+        update = (lambda i, loss: bar.update(vtask, completed=i, loss=f"{loss:.3f}")) if bar else None
+        log["vision_loss"] = [round(x, 4) for x in pretrain_vision(model, world, cfg, update)][:: cfg.log_every]
+        log["seconds"] += time.time() - t0
+        t0 = time.time()
+        _save_checkpoint(model, opt, cfg, 0, log, ckpt)  # stage 0 is never redone on resume
+    task = bar.add_task("instruction tuning", total=cfg.steps, completed=start, loss="-") if bar else None
     window: list[float] = []
     try:
         for step in range(start, cfg.steps):
