@@ -101,3 +101,26 @@ def test_train_config_checks():
         TrainConfig(task_mix={"poetry": 1.0})
     with pytest.raises(ValueError, match="lr"):
         TrainConfig(lr=0)
+
+
+def test_load_model_tiny_trains_once_then_reuses_the_cache(tmp_path, monkeypatch):
+    import halluscope
+    from halluscope.training import sft as sft_module
+
+    monkeypatch.setenv("HALLUSCOPE_CACHE", str(tmp_path))
+    kwargs = dict(train_config=TrainConfig(steps=3, batch_size=4, warmup_steps=1, vision_pretrain_steps=2,
+                                           vision_batch_size=4), tiny_config=MICRO, progress=False)
+    first = halluscope.load_model("tiny", **kwargs)
+    (folder,) = tmp_path.iterdir()
+    assert (folder / "halluscope.json").exists() and not (folder / "checkpoint").exists()
+    assert first.yes_no_suffix == ""  # the built-in model is asked plain questions
+
+    def no_training(*args, **kw):
+        raise AssertionError("the cached model should have been reused")
+
+    monkeypatch.setattr(sft_module, "train", no_training)
+    second = halluscope.load_model("tiny", **kwargs)
+    images = [s.image for s in World().sample("test", 2)]
+    assert first.generate(images, ["Describe the image in detail."] * 2, max_new_tokens=5) == \
+        second.generate(images, ["Describe the image in detail."] * 2, max_new_tokens=5)
+    assert second.answer_yes_no(images, ["Is there a fork in the image?"] * 2)[0] in ("yes", "no")

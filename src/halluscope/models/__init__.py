@@ -95,9 +95,16 @@ def load_model(name_or_path: str = "tiny", device: str | None = None, dtype: Any
     try:
         processor = AutoProcessor.from_pretrained(name_or_path)
         model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
-    except OSError as e:
+    except (OSError, ValueError, AttributeError) as e:
+        from transformers.utils import is_torchvision_available
+
+        hint = "" if is_torchvision_available() else (
+            " Some processors (Qwen2-VL's, for its video part) need torchvision: install the build that matches "
+            "your torch.")
         if Path(name_or_path).exists():
-            raise OSError(f"could not load a VLM from the folder {name_or_path!r}: {e}") from e
+            raise OSError(f"could not load a VLM from the folder {name_or_path!r}: {e}.{hint}") from e
+        if not isinstance(e, OSError):
+            raise
         raise OSError(
             f"could not load {name_or_path!r} from the Hugging Face hub ({type(e).__name__}); this machine may "
             "be offline or the id may be wrong. Download the model where there is network "
