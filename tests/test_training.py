@@ -37,13 +37,29 @@ def test_training_prompt_ids_equal_inference_ids(world, processor):
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}], add_generation_prompt=True
     )
     ref = processor(images=[s.image], text=[text], return_tensors="pt")["input_ids"][0].tolist()
-    batch = Batcher(processor)([(world.render_array(s.truth), prompt, "yes")])
+    batch = Batcher(processor)([(world.render_array(s.truth), [(prompt, "yes")])])
     ids = batch["input_ids"][0].tolist()
     assert ids[: len(ref)] == ref
     labels = batch["labels"][0].tolist()
     assert labels[: len(ref)] == [-100] * len(ref)  # loss on the answer only
     tok = processor.tokenizer
     assert ids[len(ref) :] == tok("yes", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+
+
+def test_multi_turn_ids_follow_the_chat_template(world, processor):
+    s = world.sample("test", 1)[0]
+    turns = [("Is there a fork in the image?", "no"), ("What color is the cup?", "blue")]
+    messages = []
+    for q, a in turns:
+        content = ([{"type": "image"}] if not messages else []) + [{"type": "text", "text": q}]
+        messages += [{"role": "user", "content": content}, {"role": "assistant", "content": [{"type": "text", "text": a}]}]
+    text = processor.apply_chat_template(messages)
+    ref = processor(images=[s.image], text=[text], return_tensors="pt")["input_ids"][0].tolist()
+    batch = Batcher(processor)([(world.render_array(s.truth), turns)])
+    assert batch["input_ids"][0].tolist() == ref
+    tok = processor.tokenizer
+    answer_tokens = [t for t, lab in zip(ref, batch["labels"][0].tolist()) if lab != -100]
+    assert tok.convert_ids_to_tokens(answer_tokens) == ["no", "</s>", "blue", "</s>"]
 
 
 def test_batches_depend_only_on_seed_and_step(world, processor):
@@ -99,6 +115,8 @@ def test_resume_refuses_another_config(world, processor, tmp_path):
 def test_train_config_checks():
     with pytest.raises(ValueError, match="task_mix"):
         TrainConfig(task_mix={"poetry": 1.0})
+    with pytest.raises(ValueError, match="qa_mix"):
+        TrainConfig(qa_mix={"existence": -1.0})
     with pytest.raises(ValueError, match="lr"):
         TrainConfig(lr=0)
 

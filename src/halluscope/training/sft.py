@@ -9,6 +9,7 @@ import json
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,15 @@ import torch
 from ..world import CAPTION_PROMPTS, World
 from ..world.core import IMAGE_SIZE
 
-TASKS = ("detailed", "short", "existence", "attribute", "count", "relation")
+TASKS = ("detailed", "short", "qa")
+QA_TYPES = ("existence", "attribute", "count", "relation")
 
 
 @dataclass
 class TrainConfig:
     """Instruction tuning of the built-in model."""
 
-    steps: int = field(default=3000, metadata={"help": "optimizer steps"})
+    steps: int = field(default=1600, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=64, metadata={"help": "samples per step"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     warmup_steps: int = field(default=100, metadata={"help": "linear warm-up, then cosine decay to 10 %"})
@@ -39,19 +41,27 @@ class TrainConfig:
     checkpoint_every: int = field(default=250, metadata={"help": "steps between checkpoints"})
     log_every: int = field(default=50, metadata={"help": "steps between logged mean losses"})
     task_mix: dict[str, float] = field(
-        default_factory=lambda: {"detailed": 0.3, "short": 0.1, "existence": 0.35,
-                                 "attribute": 0.1, "count": 0.08, "relation": 0.07},
-        metadata={"help": "task -> share of training samples"},
+        default_factory=lambda: {"detailed": 0.2, "short": 0.05, "qa": 0.75},
+        metadata={"help": "share of training samples: detailed caption, short caption, QA conversation"},
     )
+    qa_mix: dict[str, float] = field(
+        default_factory=lambda: {"existence": 0.6, "attribute": 0.15, "count": 0.15, "relation": 0.1},
+        metadata={"help": "question type -> share of the turns of a QA conversation"},
+    )
+    qa_turns: int = field(
+        default=6, metadata={"help": "questions per QA conversation (multi-turn, as in LLaVA's data)"})
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"TrainConfig: steps={self.steps} and batch_size={self.batch_size} must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr={self.lr} must be > 0")
-        unknown = set(self.task_mix) - set(TASKS)
-        if unknown or sum(self.task_mix.values()) <= 0:
-            raise ValueError(f"TrainConfig.task_mix: use positive shares over the tasks {TASKS}")
+        for name, allowed in (("task_mix", TASKS), ("qa_mix", QA_TYPES)):
+            mix = getattr(self, name)
+            if set(mix) - set(allowed) or any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
+                raise ValueError(f"TrainConfig.{name}={mix}: use non-negative shares over {allowed}")
+        if self.qa_turns < 1:
+            raise ValueError(f"TrainConfig.qa_turns={self.qa_turns} must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,16 +77,31 @@ def pixel_values(arrays: np.ndarray) -> torch.Tensor:
     return (x - 0.5) / 0.5
 
 
-def make_example(world: World, rng: np.random.Generator, task_names: list[str], task_p: np.ndarray):
+def _choice(rng: np.random.Generator, mix: dict[str, float]) -> str:
+    names = list(mix)
+    p = np.array([mix[n] for n in names], dtype=float)
+    return names[rng.choice(len(names), p=p / p.sum())]
+
+
+def make_example(world: World, rng: np.random.Generator, cfg: TrainConfig):
+    """(image, [(prompt, answer), ...]): a caption, or a conversation of `qa_turns` questions."""
     scene = world.scene("train", int(rng.integers(world.config.train_size)))
-    task = task_names[rng.choice(len(task_names), p=task_p)]
+    task = _choice(rng, cfg.task_mix)
     if task in CAPTION_PROMPTS:
-        prompt, answer = CAPTION_PROMPTS[task], world.caption(scene, task)
+        turns = [(CAPTION_PROMPTS[task], world.caption(scene, task))]
     else:
-        qs = [q for q in world.questions(scene, rng) if q["type"] == task]
-        q = qs[0] if qs else world.questions(scene, rng)[0]
-        prompt, answer = q["question"], q["answer"]
-    return world.render_array(scene), prompt, answer
+        turns, asked = [], set()
+        for _ in range(4 * cfg.qa_turns):  # a few tries: some types do not apply, repeats are skipped
+            q = world.question(scene, _choice(rng, cfg.qa_mix), rng)
+            if q is not None and q["question"] not in asked:
+                asked.add(q["question"])
+                turns.append((q["question"], q["answer"]))
+            if len(turns) == cfg.qa_turns:
+                break
+        if not turns:  # none of the drawn types applied: an existence question always does
+            q = world.question(scene, "existence", rng)
+            turns.append((q["question"], q["answer"]))
+    return world.render_array(scene), turns
 
 
 class Batcher:
@@ -100,13 +125,26 @@ class Batcher:
             self._prompt_cache[prompt] = self.tok(text)["input_ids"]
         return self._prompt_cache[prompt]
 
+    def followup_ids(self, prompt: str) -> list[int]:
+        """A later turn of the conversation: the user's text, no image, no BOS."""
+        key = "\0" + prompt
+        if key not in self._prompt_cache:
+            text = self.processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "text", "text": prompt}]}], add_generation_prompt=True)
+            self._prompt_cache[key] = self.tok(text, add_special_tokens=False)["input_ids"]
+        return self._prompt_cache[key]
+
     def __call__(self, examples) -> dict[str, torch.Tensor]:
         ids, labels = [], []
-        for _, prompt, answer in examples:
-            p = self.prompt_ids(prompt)
-            a = self.tok(answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
-            ids.append(p + a)
-            labels.append([-100] * len(p) + a)
+        for _, turns in examples:
+            seq, lab = [], []
+            for i, (prompt, answer) in enumerate(turns):
+                p = self.prompt_ids(prompt) if i == 0 else self.followup_ids(prompt)
+                a = self.tok(answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+                seq += p + a
+                lab += [-100] * len(p) + a
+            ids.append(seq)
+            labels.append(lab)
         width = max(map(len, ids))
         pad = self.tok.pad_token_id
         input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
@@ -120,10 +158,7 @@ class Batcher:
 
 def batch_for_step(world: World, batcher: Batcher, cfg: TrainConfig, step: int) -> dict[str, torch.Tensor]:
     rng = np.random.default_rng([cfg.seed, step])
-    names = list(cfg.task_mix)
-    p = np.array([cfg.task_mix[n] for n in names], dtype=float)
-    p /= p.sum()
-    return batcher([make_example(world, rng, names, p) for _ in range(cfg.batch_size)])
+    return batcher([make_example(world, rng, cfg) for _ in range(cfg.batch_size)])
 
 
 def patch_labels(scene, grid: int) -> tuple[list[int], list[int]]:
@@ -206,18 +241,23 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
                        TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), transient=False)
         bar.start()
     t0 = time.time()
-    if not (ckpt / "state.pt").exists() and cfg.vision_pretrain_steps > 0:
-        vtask = bar.add_task("stage 0: vision tower", total=cfg.vision_pretrain_steps, loss="-") if bar else None
-        update = (lambda i, loss: bar.update(vtask, completed=i, loss=f"{loss:.3f}")) if bar else None
-        log["vision_loss"] = [round(x, 4) for x in pretrain_vision(model, world, cfg, update)][:: cfg.log_every]
-        log["seconds"] += time.time() - t0
-        t0 = time.time()
-        _save_checkpoint(model, opt, cfg, 0, log, ckpt)  # stage 0 is never redone on resume
-    task = bar.add_task("instruction tuning", total=cfg.steps, completed=start, loss="-") if bar else None
-    window: list[float] = []
+    pool = ThreadPoolExecutor(max_workers=1)
     try:
+        if not (ckpt / "state.pt").exists() and cfg.vision_pretrain_steps > 0:
+            vtask = bar.add_task("stage 0: vision tower", total=cfg.vision_pretrain_steps, loss="-") if bar else None
+            update = (lambda i, loss: bar.update(vtask, completed=i, loss=f"{loss:.3f}")) if bar else None
+            log["vision_loss"] = [round(x, 4) for x in pretrain_vision(model, world, cfg, update)][:: cfg.log_every]
+            log["seconds"] += time.time() - t0
+            t0 = time.time()
+            _save_checkpoint(model, opt, cfg, 0, log, ckpt)  # stage 0 is never redone on resume
+        task = bar.add_task("instruction tuning", total=cfg.steps, completed=start, loss="-") if bar else None
+        window: list[float] = []
+        # The next batch is built in a thread while the model computes (torch releases the GIL).
+        upcoming = pool.submit(batch_for_step, world, batcher, cfg, start) if start < cfg.steps else None
         for step in range(start, cfg.steps):
-            batch = batch_for_step(world, batcher, cfg, step)
+            batch = upcoming.result()
+            if step + 1 < cfg.steps:
+                upcoming = pool.submit(batch_for_step, world, batcher, cfg, step + 1)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             loss = model(**batch).loss
@@ -236,6 +276,7 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
                 t0 = time.time()
                 _save_checkpoint(model, opt, cfg, step + 1, log, ckpt)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.stop()
     model.eval()

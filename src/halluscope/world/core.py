@@ -405,40 +405,57 @@ class World:
             sentences.append(f"the {a} is {rel} the {b}.")
         return " ".join(sentences)
 
-    def questions(self, scene: Scene, rng: random.Random | np.random.Generator) -> list[dict[str, str]]:
-        """Training/eval questions with exact answers: existence, attribute, count, relation.
+    QUESTION_TYPES = ("existence", "attribute", "count", "relation")
 
-        Existence answers follow `yes_bias`; negatives are drawn by class frequency so that every
-        class is asked about with both answers (otherwise 'yes' leaks frequency bias into POPE).
+    def class_frequency(self) -> np.ndarray:
+        """How often each class appears in training images (estimated on 2,000 of them, cached)."""
+        if not hasattr(self, "_class_freq"):
+            counts = Counter(c for i in range(2000) for c in self.scene("train", i).classes)
+            freq = np.array([counts[c] + 1 for c in CLASSES], dtype=float)
+            self._class_freq = freq / freq.sum()
+        return self._class_freq
+
+    def question(self, scene: Scene, qtype: str, rng: np.random.Generator) -> dict[str, str] | None:
+        """One question of type `qtype` with its exact answer, or None if the scene has none.
+
+        Existence answers are 'yes' with probability `yes_bias`; an absent class is drawn in
+        proportion to its training frequency, so that every class is asked about with both answers
+        in the same proportion (uniform negatives would teach 'frequent class -> yes').
         """
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng.random())
         present = scene.classes
         absent = [c for c in CLASSES if c not in present]
-        out = []
-        if absent and rng.random() >= self.config.yes_bias:
-            cls = absent[rng.integers(len(absent))]
-            out.append({"type": "existence", "question": POPE_TEMPLATE.format(cls), "answer": "no"})
-        else:
-            cls = present[rng.integers(len(present))]
-            out.append({"type": "existence", "question": POPE_TEMPLATE.format(cls), "answer": "yes"})
         counts = scene.counts()
-        singles = [o for o in scene.objects if counts[o.cls] == 1]
-        if singles:
-            o = singles[rng.integers(len(singles))]
-            out.append({"type": "attribute", "question": f"What color is the {o.cls}?", "answer": o.color})
-        pool = present if (not absent or rng.random() < 0.5) else absent
-        cls = pool[rng.integers(len(pool))]
-        out.append({"type": "count", "question": f"How many {PLURALS[cls]} are there?",
-                    "answer": NUMBERS[counts.get(cls, 0)]})
-        rels = scene.relations()
-        if rels:
-            a, rel, b = rels[rng.integers(len(rels))]
-            if rng.random() < 0.5:
-                rel, ans = [r for r in RELATIONS if r != rel][rng.integers(3)], "no"
+        if qtype == "existence":
+            if absent and rng.random() >= self.config.yes_bias:
+                p = self.class_frequency()[[CLASSES.index(c) for c in absent]]
+                cls, answer = absent[rng.choice(len(absent), p=p / p.sum())], "no"
             else:
-                ans = "yes"
-            out.append({"type": "relation", "question": f"Is the {a} {rel} the {b}?", "answer": ans})
-        return out
+                cls, answer = present[rng.integers(len(present))], "yes"
+            return {"type": qtype, "question": POPE_TEMPLATE.format(cls), "answer": answer}
+        if qtype == "attribute":
+            singles = [o for o in scene.objects if counts[o.cls] == 1]
+            if not singles:
+                return None
+            o = singles[rng.integers(len(singles))]
+            return {"type": qtype, "question": f"What color is the {o.cls}?", "answer": o.color}
+        if qtype == "count":
+            pool = present if (not absent or rng.random() < 0.5) else absent
+            cls = pool[rng.integers(len(pool))]
+            return {"type": qtype, "question": f"How many {PLURALS[cls]} are there?", "answer": NUMBERS[counts.get(cls, 0)]}
+        if qtype == "relation":
+            rels = scene.relations()
+            if not rels:
+                return None
+            a, rel, b = rels[rng.integers(len(rels))]
+            answer = "yes"
+            if rng.random() < 0.5:
+                rel, answer = [r for r in RELATIONS if r != rel][rng.integers(3)], "no"
+            return {"type": qtype, "question": f"Is the {a} {rel} the {b}?", "answer": answer}
+        raise ValueError(f"unknown question type {qtype!r}; use one of {self.QUESTION_TYPES}")
+
+    def questions(self, scene: Scene, rng: np.random.Generator) -> list[dict[str, str]]:
+        """One question of each type the scene allows (existence, attribute, count, relation)."""
+        return [q for t in self.QUESTION_TYPES if (q := self.question(scene, t, rng)) is not None]
 
     def vocabulary(self) -> list[str]:
         """Every word the world's captions, questions and answers can use (lower case)."""
