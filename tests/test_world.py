@@ -143,8 +143,8 @@ def test_bias_breaking_test_images(world):
             if kind == "lone":
                 assert cls in s.classes and partners[cls] not in s.classes
             else:
-                usual = world.config.color_priors.get(cls)
-                assert any(o.cls == cls and o.color != usual for o in s.objects)
+                usual = world.config.color_priors[cls]  # only classes with a usual colour can break it
+                assert all(o.color != usual for o in s.objects if o.cls == cls)
 
 
 def test_invalid_knobs_fail_with_a_fix():

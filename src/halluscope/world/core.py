@@ -275,8 +275,16 @@ class World:
         banned: set[str] = set()
         classes: list[str] = []
 
+        def add(cls: str) -> None:
+            classes.append(cls)
+            partner = self._partners.get(cls)
+            if (partner is not None and partner not in classes and partner not in banned
+                    and len(classes) < cfg.max_objects and rng.random() < cfg.cooccurrence_strength):
+                classes.append(partner)
+
+        odd_color_target = None
         if breaking:
-            # A lone pair member (its partner banned) or a class in an unusual colour, or both.
+            # A lone pair member (its partner banned), a class in an unusual colour, or both.
             kind = rng.integers(3)
             if kind in (0, 2):
                 lone = self._pair_classes[rng.integers(len(self._pair_classes))]
@@ -285,8 +293,11 @@ class World:
                 breaks.append(f"lone:{lone}")
                 scene_type = next((s for s, m in cfg.scenes.items() if lone in m), scene_type)
                 members = cfg.scenes[scene_type]
-            if kind in (1, 2):
-                breaks.append("color")
+            if kind in (1, 2) and cfg.color_priors:
+                options = [c for c in cfg.color_priors if c not in classes and c not in banned]
+                odd_color_target = options[rng.integers(len(options))]
+                add(odd_color_target)
+                breaks.append(f"color:{odd_color_target}")
 
         while len(classes) < n_target:
             pool = members if rng.random() < cfg.scene_strength else CLASSES
@@ -295,20 +306,13 @@ class World:
                 if all(c in classes or c in banned for c in CLASSES):
                     break
                 continue
-            classes.append(cls)
-            partner = self._partners.get(cls)
-            if (
-                partner is not None and partner not in classes and partner not in banned
-                and len(classes) < cfg.max_objects and rng.random() < cfg.cooccurrence_strength
-            ):
-                classes.append(partner)
+            add(cls)
         instances = list(classes)
         for cls in classes:
             if len(instances) < cfg.max_objects and rng.random() < cfg.duplicate_prob:
                 instances.append(cls)
         # Place instances in random distinct cells.
         cells = rng.permutation(GRID * GRID)[: len(instances)]
-        odd_color_target = instances[rng.integers(len(instances))] if "color" in breaks else None
         objects = []
         for cls, cell in zip(instances, cells):
             row, col = divmod(int(cell), GRID)
@@ -332,8 +336,6 @@ class World:
                     occluded=bool(rng.random() < cfg.occlude_prob),
                 )
             )
-        if "color" in breaks and odd_color_target is not None:
-            breaks[breaks.index("color")] = f"color:{odd_color_target}"
         noise = float(rng.uniform(0, cfg.noise_max))
         return Scene(
             image_id=f"{split}-{index:06d}", split=split, index=index, scene_type=scene_type,
