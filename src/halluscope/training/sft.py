@@ -28,7 +28,7 @@ QA_TYPES = ("existence", "attribute", "count", "relation")
 class TrainConfig:
     """Instruction tuning of the built-in model."""
 
-    steps: int = field(default=1600, metadata={"help": "optimizer steps"})
+    steps: int = field(default=3000, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=64, metadata={"help": "samples per step"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     warmup_steps: int = field(default=100, metadata={"help": "linear warm-up, then cosine decay to 10 %"})
@@ -38,6 +38,9 @@ class TrainConfig:
         default=300, metadata={"help": "steps of stage 0: per-patch object and colour labels train the vision tower "
                                        "(the analogue of LLaVA starting from a pretrained CLIP); 0 skips it"})
     vision_batch_size: int = field(default=128, metadata={"help": "images per stage-0 step"})
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 autocast for the forward pass (weights stay fp32); None: on where the "
+                                        "CPU has native bf16 (2.4x faster steps measured on AVX512-BF16)"})
     checkpoint_every: int = field(default=250, metadata={"help": "steps between checkpoints"})
     log_every: int = field(default=50, metadata={"help": "steps between logged mean losses"})
     task_mix: dict[str, float] = field(
@@ -193,9 +196,10 @@ def pretrain_vision(model, world: World, cfg: TrainConfig, progress=None) -> lis
         scenes = [world.scene("train", int(i)) for i in rng.integers(world.config.train_size, size=cfg.vision_batch_size)]
         pixels = pixel_values(np.stack([world.render_array(s) for s in scenes]))
         targets = [torch.tensor([patch_labels(s, GRID)[k] for s in scenes]).flatten() for k in (0, 1)]
-        feats = tower(pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:]
-        feats = feats.reshape(-1, width)
-        loss = sum(torch.nn.functional.cross_entropy(h(feats), t) for h, t in zip(heads, targets))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(cfg)):
+            feats = tower(pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:]
+            logits = [h(feats.reshape(-1, width)) for h in heads]
+        loss = sum(torch.nn.functional.cross_entropy(lg.float(), t) for lg, t in zip(logits, targets))
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
         opt.zero_grad(set_to_none=True)
@@ -205,6 +209,12 @@ def pretrain_vision(model, world: World, cfg: TrainConfig, progress=None) -> lis
         if progress is not None:
             progress(step + 1, loss.item())
     return losses
+
+
+def use_bf16(cfg: TrainConfig) -> bool:
+    if cfg.bf16 is not None:
+        return cfg.bf16
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -232,6 +242,7 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
         opt.load_state_dict(state["optimizer"])
         start, log = state["step"], state["log"]
     batcher = Batcher(processor)
+    amp = use_bf16(cfg)
     model.train()
     bar = None
     if progress:
@@ -260,7 +271,8 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
                 upcoming = pool.submit(batch_for_step, world, batcher, cfg, step + 1)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
-            loss = model(**batch).loss
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                loss = model(**batch).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
