@@ -9,7 +9,6 @@ import json
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ QA_TYPES = ("existence", "attribute", "count", "relation")
 class TrainConfig:
     """Instruction tuning of the built-in model."""
 
-    steps: int = field(default=3000, metadata={"help": "optimizer steps"})
+    steps: int = field(default=2400, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=64, metadata={"help": "samples per step"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     warmup_steps: int = field(default=100, metadata={"help": "linear warm-up, then cosine decay to 10 %"})
@@ -211,6 +210,20 @@ def pretrain_vision(model, world: World, cfg: TrainConfig, progress=None) -> lis
     return losses
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Item k is the batch of step k: a DataLoader worker process builds them ahead of the
+    training loop (in a thread they would fight the loop for the GIL: 0.30 vs 0.18 s per step)."""
+
+    def __init__(self, world: World, batcher: Batcher, cfg: TrainConfig) -> None:
+        self.world, self.batcher, self.cfg = world, batcher, cfg
+
+    def __len__(self) -> int:
+        return self.cfg.steps
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        return batch_for_step(self.world, self.batcher, self.cfg, step)
+
+
 def use_bf16(cfg: TrainConfig) -> bool:
     if cfg.bf16 is not None:
         return cfg.bf16
@@ -252,7 +265,8 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
                        TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), transient=False)
         bar.start()
     t0 = time.time()
-    pool = ThreadPoolExecutor(max_workers=1)
+    loader = torch.utils.data.DataLoader(StepBatches(world, batcher, cfg), batch_size=None,
+                                         sampler=range(start, cfg.steps), num_workers=1, prefetch_factor=4)
     try:
         if not (ckpt / "state.pt").exists() and cfg.vision_pretrain_steps > 0:
             vtask = bar.add_task("stage 0: vision tower", total=cfg.vision_pretrain_steps, loss="-") if bar else None
@@ -263,12 +277,7 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
             _save_checkpoint(model, opt, cfg, 0, log, ckpt)  # stage 0 is never redone on resume
         task = bar.add_task("instruction tuning", total=cfg.steps, completed=start, loss="-") if bar else None
         window: list[float] = []
-        # The next batch is built in a thread while the model computes (torch releases the GIL).
-        upcoming = pool.submit(batch_for_step, world, batcher, cfg, start) if start < cfg.steps else None
-        for step in range(start, cfg.steps):
-            batch = upcoming.result()
-            if step + 1 < cfg.steps:
-                upcoming = pool.submit(batch_for_step, world, batcher, cfg, step + 1)
+        for step, batch in zip(range(start, cfg.steps), loader):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
@@ -288,7 +297,6 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
                 t0 = time.time()
                 _save_checkpoint(model, opt, cfg, step + 1, log, ckpt)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.stop()
     model.eval()
