@@ -86,17 +86,17 @@ def test_resume_after_interruption_gives_the_same_weights(world, processor, tmp_
     straight = build_model(processor, MICRO)
     train(straight, processor, world, cfg, tmp_path / "straight", progress=False)
 
-    real = sft.batch_for_step
+    real = sft.lr_at
 
-    def crash_at_6(world_, batcher, cfg_, step):
+    def crash_at_6(step, cfg_):  # called by the training loop at every step, in this process
         if step == 6:
             raise KeyboardInterrupt
-        return real(world_, batcher, cfg_, step)
+        return real(step, cfg_)
 
-    monkeypatch.setattr(sft, "batch_for_step", crash_at_6)
+    monkeypatch.setattr(sft, "lr_at", crash_at_6)
     with pytest.raises(KeyboardInterrupt):
         train(build_model(processor, MICRO), processor, world, cfg, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(sft, "batch_for_step", real)
+    monkeypatch.setattr(sft, "lr_at", real)
     resumed = build_model(processor, MICRO, seed=123)  # different init: everything must come from the checkpoint
     log = train(resumed, processor, world, cfg, tmp_path / "resumed", progress=False)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
