@@ -72,7 +72,8 @@ def test_batches_depend_only_on_seed_and_step(world, processor):
 
 def test_micro_model_trains_in_under_a_minute(world, processor, tmp_path):
     model = build_model(processor, MICRO)
-    cfg = TrainConfig(steps=60, batch_size=16, lr=3e-3, warmup_steps=5, checkpoint_every=1000, log_every=10)
+    cfg = TrainConfig(steps=60, batch_size=16, lr=3e-3, warmup_steps=5, checkpoint_every=1000, log_every=10,
+                      vision_pretrain_steps=20, vision_batch_size=16)
     t0 = time.time()
     log = train(model, processor, world, cfg, tmp_path, progress=False)
     assert time.time() - t0 < 60
@@ -82,7 +83,8 @@ def test_micro_model_trains_in_under_a_minute(world, processor, tmp_path):
 
 
 def test_resume_after_interruption_gives_the_same_weights(world, processor, tmp_path, monkeypatch):
-    cfg = TrainConfig(steps=8, batch_size=4, warmup_steps=2, checkpoint_every=4)
+    cfg = TrainConfig(steps=8, batch_size=4, warmup_steps=2, checkpoint_every=4, vision_pretrain_steps=3,
+                      vision_batch_size=4)
     straight = build_model(processor, MICRO)
     train(straight, processor, world, cfg, tmp_path / "straight", progress=False)
 
@@ -105,11 +107,11 @@ def test_resume_after_interruption_gives_the_same_weights(world, processor, tmp_
 
 
 def test_resume_refuses_another_config(world, processor, tmp_path):
-    cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=1, checkpoint_every=1)
+    cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=1, checkpoint_every=1, vision_pretrain_steps=0)
     train(build_model(processor, MICRO), processor, world, cfg, tmp_path, progress=False)
     with pytest.raises(ValueError, match="another training config"):
-        train(build_model(processor, MICRO), processor, world, TrainConfig(steps=3, batch_size=2), tmp_path,
-              progress=False)
+        train(build_model(processor, MICRO), processor, world, TrainConfig(steps=3, batch_size=2, vision_pretrain_steps=0),
+              tmp_path, progress=False)
 
 
 def test_train_config_checks():
