@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..world import CAPTION_PROMPTS, World
-from ..world.core import IMAGE_SIZE
+from ..world import CAPTION_PROMPTS, CLASSES, COLORS, World
+from ..world.core import GRID, IMAGE_SIZE
 
 TASKS = ("detailed", "short", "qa")
 QA_TYPES = ("existence", "attribute", "count", "relation")
@@ -166,8 +166,6 @@ def batch_for_step(world: World, batcher: Batcher, cfg: TrainConfig, step: int) 
 
 def patch_labels(scene, grid: int) -> tuple[list[int], list[int]]:
     """Per-cell targets for stage 0: class index + 1 (0 = empty cell) and colour index + 1."""
-    from ..world import CLASSES, COLORS
-
     cls, col = [0] * grid * grid, [0] * grid * grid
     for o in scene.objects:
         cell = o.row * grid + o.col
@@ -182,9 +180,6 @@ def pretrain_vision(model, world: World, cfg: TrainConfig, progress=None) -> lis
     visual features the same way, from the world's own images, before instruction tuning. Two
     linear heads read the patch states the projector will read, and are thrown away afterwards.
     """
-    from ..world import CLASSES, COLORS
-    from ..world.core import GRID
-
     tower = model.model.vision_tower
     width = tower.config.hidden_size
     heads = torch.nn.ModuleList([torch.nn.Linear(width, len(CLASSES) + 1), torch.nn.Linear(width, len(COLORS) + 1)])
@@ -213,7 +208,7 @@ def pretrain_vision(model, world: World, cfg: TrainConfig, progress=None) -> lis
 
 class StepBatches(torch.utils.data.Dataset):
     """Item k is the batch of step k: a DataLoader worker process builds them ahead of the
-    training loop (in a thread they would fight the loop for the GIL: 0.30 vs 0.18 s per step)."""
+    training loop (in a thread, this pure-Python work would compete with the loop for the GIL)."""
 
     def __init__(self, world: World, batcher: Batcher, cfg: TrainConfig) -> None:
         self.world, self.batcher, self.cfg = world, batcher, cfg
