@@ -20,7 +20,6 @@ from ..world import CAPTION_PROMPTS, CLASSES, COLORS, World
 from ..world.core import GRID, IMAGE_SIZE
 
 TASKS = ("detailed", "short", "qa")
-QA_TYPES = ("existence", "attribute", "count", "relation")
 
 
 @dataclass
@@ -59,7 +58,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: steps={self.steps} and batch_size={self.batch_size} must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr={self.lr} must be > 0")
-        for name, allowed in (("task_mix", TASKS), ("qa_mix", QA_TYPES)):
+        for name, allowed in (("task_mix", TASKS), ("qa_mix", World.QUESTION_TYPES)):
             mix = getattr(self, name)
             if set(mix) - set(allowed) or any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
                 raise ValueError(f"TrainConfig.{name}={mix}: use non-negative shares over {allowed}")
@@ -108,41 +107,32 @@ def make_example(world: World, rng: np.random.Generator, cfg: TrainConfig):
 
 
 class Batcher:
-    """Turns (image, prompt, answer) triples into right-padded model inputs with the loss on the
-    answer only. The prompt goes through the processor's chat template, as at inference time."""
+    """Turns (image, [(prompt, answer), ...]) conversations into right-padded model inputs with the
+    loss on the answers only. Prompts go through the processor's chat template, as at inference."""
 
     def __init__(self, processor) -> None:
         self.tok = processor.tokenizer
         self.image_token = processor.image_token
         self.n_image_tokens = (IMAGE_SIZE // processor.patch_size) ** 2
         self.processor = processor
-        self._prompt_cache: dict[str, list[int]] = {}
+        self._cache: dict[tuple[str, bool], list[int]] = {}
 
-    def prompt_ids(self, prompt: str) -> list[int]:
-        if prompt not in self._prompt_cache:
-            text = self.processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}],
-                add_generation_prompt=True,
-            )
+    def turn_ids(self, prompt: str, first: bool) -> list[int]:
+        """The user turn up to "ASSISTANT:"; the first turn carries BOS and the image tokens."""
+        key = (prompt, first)
+        if key not in self._cache:
+            content = ([{"type": "image"}] if first else []) + [{"type": "text", "text": prompt}]
+            text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
             text = text.replace(self.image_token, self.image_token * self.n_image_tokens)
-            self._prompt_cache[prompt] = self.tok(text)["input_ids"]
-        return self._prompt_cache[prompt]
-
-    def followup_ids(self, prompt: str) -> list[int]:
-        """A later turn of the conversation: the user's text, no image, no BOS."""
-        key = "\0" + prompt
-        if key not in self._prompt_cache:
-            text = self.processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "text", "text": prompt}]}], add_generation_prompt=True)
-            self._prompt_cache[key] = self.tok(text, add_special_tokens=False)["input_ids"]
-        return self._prompt_cache[key]
+            self._cache[key] = self.tok(text, add_special_tokens=first)["input_ids"]
+        return self._cache[key]
 
     def __call__(self, examples) -> dict[str, torch.Tensor]:
         ids, labels = [], []
         for _, turns in examples:
             seq, lab = [], []
             for i, (prompt, answer) in enumerate(turns):
-                p = self.prompt_ids(prompt) if i == 0 else self.followup_ids(prompt)
+                p = self.turn_ids(prompt, first=i == 0)
                 a = self.tok(answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
                 seq += p + a
                 lab += [-100] * len(p) + a
@@ -190,7 +180,8 @@ def pretrain_vision(model, world: World, cfg: TrainConfig, progress=None) -> lis
         rng = np.random.default_rng([cfg.seed, 10**9 + step])
         scenes = [world.scene("train", int(i)) for i in rng.integers(world.config.train_size, size=cfg.vision_batch_size)]
         pixels = pixel_values(np.stack([world.render_array(s) for s in scenes]))
-        targets = [torch.tensor([patch_labels(s, GRID)[k] for s in scenes]).flatten() for k in (0, 1)]
+        labels = [patch_labels(s, GRID) for s in scenes]
+        targets = [torch.tensor([lab[k] for lab in labels]).flatten() for k in (0, 1)]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             feats = tower(pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:]
             logits = [h(feats.reshape(-1, width)) for h in heads]
@@ -202,7 +193,7 @@ def pretrain_vision(model, world: World, cfg: TrainConfig, progress=None) -> lis
         opt.step()
         losses.append(loss.item())
         if progress is not None:
-            progress(step + 1, loss.item())
+            progress(step + 1, losses[-1])
     return losses
 
 
@@ -275,12 +266,13 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            window.append(loss.item())
+            value = loss.item()
+            window.append(value)
             if (step + 1) % cfg.log_every == 0:
                 log["loss"].append([step + 1, round(sum(window) / len(window), 4)])
                 window = []
             if bar is not None:
-                bar.update(task, advance=1, loss=f"{loss.item():.3f}")
+                bar.update(task, advance=1, loss=f"{value:.3f}")
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 log["seconds"] += time.time() - t0
                 t0 = time.time()
