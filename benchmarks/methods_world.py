@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
-
-import numpy as np
 
 ARMS = {  # name: (method, args, also run CHAIR under sampling at temperature 1)
     "greedy": ("greedy", {}, False),
@@ -32,19 +31,6 @@ ARMS = {  # name: (method, args, also run CHAIR under sampling at temperature 1)
 SAMPLING = {"sample": True, "temperature": 1.0, "seed": 0}
 
 
-def paired_diff_ci(a: dict, b: dict, stat, n_boot: int = 1000, seed: int = 0) -> tuple[float, list[float]]:
-    """stat(a) - stat(b) and its 95 % CI, resampling the images both arms share (dicts image -> records)."""
-    keys = sorted(set(a) & set(b))
-    rng = np.random.default_rng(seed)
-    point = stat([r for k in keys for r in a[k]]) - stat([r for k in keys for r in b[k]])
-    diffs = []
-    for _ in range(n_boot):
-        pick = [keys[i] for i in rng.integers(len(keys), size=len(keys))]
-        diffs.append(stat([r for k in pick for r in a[k]]) - stat([r for k in pick for r in b[k]]))
-    lo, hi = np.quantile(diffs, [0.025, 0.975])
-    return point, [float(lo), float(hi)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="tiny")
@@ -56,8 +42,10 @@ def main() -> None:
     ap.add_argument("--directions", default=None, help="VTI directions file (default: fitted into OUT)")
     args = ap.parse_args()
 
+    import _arms
+
     from halluscope import World, load_model
-    from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE, chair_i
+    from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE
     from halluscope.runner import read_jsonl, run_benchmark
     from halluscope.world import POPE_SPLITS
 
@@ -97,28 +85,22 @@ def main() -> None:
             runs.append((f"{arm}-sampled", bench.name, out / f"{arm}-sampled"))
 
     def grouped(folder: Path, name: str) -> dict:
-        by: dict = {}
-        for r in read_jsonl(folder / f"{name.replace(':', '_')}.jsonl"):
-            by.setdefault(r.get("image_id", r["id"]), []).append(r)
-        return by
-
-    def pope_acc(rs):
-        return sum(r["prediction"] == r["label"] for r in rs) / len(rs)
-
+        return _arms.by_image(read_jsonl(folder / f"{name.replace(':', '_')}.jsonl"))
 
     table = []
     folders = {(label, name): folder for label, name, folder in runs}
     for label, name, folder in runs:
         res = json.loads((folder / f"{name.replace(':', '_')}.results.json").read_text())
         m = res["metrics"]
-        stat, key = (pope_acc, "accuracy") if "pope" in name else (chair_i, "chair_i")
+        key = "accuracy" if "pope" in name else "chair_i"
         row = {"arm": label, "benchmark": name, key: m[key],
                "ci95": m["ci95"][key], "seconds": res["timing"]["seconds_this_run"]}
         if "chair" in name:
             row |= {"chair_s": m["chair_s"], "recall": m["recall"]}
         for base in ("greedy", "sample"):
             if (base, name) in folders and label != base:
-                row[f"vs_{base}"] = paired_diff_ci(grouped(folder, name), grouped(folders[(base, name)], name), stat)
+                row[f"vs_{base}"] = _arms.paired_diff_ci(grouped(folder, name), grouped(folders[(base, name)], name),
+                                                         partial(_arms.stat, name))
         table.append(row)
     (out / "methods.json").write_text(json.dumps({"model": adapter.name, "pope_images": args.pope_images,
                                                   "chair_images": args.chair_images, "rows": table}, indent=1))

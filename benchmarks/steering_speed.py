@@ -51,7 +51,7 @@ def main() -> None:
     from halluscope import World
     from halluscope.decoding import get_method
     from halluscope.runner import package_versions
-    from halluscope.steering import FitConfig, VTI, VTIConfig, fit_directions
+    from halluscope.steering import VTI, FitConfig, VTIConfig, fit_directions
     from halluscope.steering.method import load_directions
 
     adapter = halluscope.load_model(args.model, device=args.device)

@@ -335,9 +335,14 @@ def test_engine_stops_each_row_at_eos_and_pads(micro, micro_images):
 
 
 @pytest.mark.parametrize("method", ["vcd", "m3id"])
-def test_stopped_samples_leave_the_batch_without_changing_the_others(vlm, micro, micro_images, method):
+def test_stopped_samples_leave_the_batch_without_changing_the_others(vlm, micro, micro_images, method, monkeypatch):
     """Samples stopping at different steps: with their rows dropped from the batch and the KV
     cache, the others get the same logits and tokens as when every row stays."""
+    from halluscope.decoding import engine
+
+    kept_rows: list[int] = []  # rows left after each pruning: it must happen (a renamed cache kwarg once hid it)
+    monkeypatch.setattr(engine, "_keep_rows", lambda kw, rows, keep=engine._keep_rows: kept_rows.append(len(rows))
+                        or keep(kw, rows))
     adapter, facts = vlm
     for model, images, prompts in ((adapter, facts["images"], PROMPTS), (micro, micro_images[:5], micro_prompts(5))):
         inputs = stacked(model, images, prompts, method)
@@ -349,7 +354,9 @@ def test_stopped_samples_leave_the_batch_without_changing_the_others(vlm, micro,
             scores[samples == step - 1, eos] = math.inf
             return scores
 
+        kept_rows.clear()
         pruned = decode(model, inputs, 2, stop_in_turn, len(images) + 2, keep_logits=True)
+        assert kept_rows == [2 * (len(images) - i) for i in range(1, len(images))]
         kept = decode(model, inputs, 2, stop_in_turn, len(images) + 2, keep_logits=True, prune=False)
         assert torch.equal(pruned.tokens, kept.tokens)
         assert [int((row == eos).nonzero()[0]) for row in pruned.tokens] == [i + 1 for i in range(len(images))]

@@ -198,10 +198,18 @@ def _pad_id(adapter) -> int:
     return pad
 
 
+def _cache_key(kwargs: dict[str, Any]) -> str:
+    """The KV cache's name among the model kwargs: `cache` from transformers 5.24 on, before that
+    `past_key_values` (the old name still works there, with a deprecation warning)."""
+    return "cache" if "cache" in kwargs else "past_key_values"
+
+
 def _advance(outputs, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Model kwargs for one more token: the cache, and one more column of the attention mask,
     position ids (2-D, or 3/4 rows for M-RoPE: last + 1) and token-type ids."""
-    kwargs["past_key_values"] = getattr(outputs, "past_key_values", None)
+    for key in ("cache", "past_key_values"):  # the output's own field (keys() holds no deprecated alias)
+        if key in outputs.keys():
+            kwargs[key] = outputs[key]
     if (mask := kwargs.get("attention_mask")) is not None:
         kwargs["attention_mask"] = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], -1)
     if (pos := kwargs.get("position_ids")) is not None:
@@ -229,13 +237,13 @@ def _prunable(kwargs: dict[str, Any]) -> bool:
     except ImportError:
         return False
     known = set(_PER_ROW) | _PREFILL_ONLY | set(prefill_only)
-    return isinstance(kwargs.get("past_key_values"), DynamicCache) and all(
+    return isinstance(kwargs.get(_cache_key(kwargs)), DynamicCache) and all(
         k in known for k, v in kwargs.items() if isinstance(v, torch.Tensor) or k == "mm_encoder_outputs")
 
 
 def _keep_rows(kwargs: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
     """Model kwargs (and the cache) restricted to `rows`."""
-    kwargs["past_key_values"].reorder_cache(rows)  # index_select on the batch axis of every layer
+    kwargs[_cache_key(kwargs)].reorder_cache(rows)  # index_select on the batch axis of every layer
     for key in _PER_ROW:
         if (value := kwargs.get(key)) is not None:
             kwargs[key] = value[..., rows, :] if key == "position_ids" and value.dim() == 3 else value[rows]

@@ -170,6 +170,9 @@ class HACLModel(nn.Module):
         vision = {k: batch[k] for k in VISION_KEYS if k in batch}
         generation = {k: v for k, v in batch.items() if not k.startswith(("caption_", "hallucinated_"))}
         gen_loss = self.model(**generation).loss
+        if not self.contrastive_weight:  # the control arm: connector alignment on L_gen alone
+            zero = gen_loss.new_zeros(())
+            return {"loss": gen_loss, "gen_loss": gen_loss, "contrastive_loss": zero}
         self.heads.clamp_temperature()
         image = self.heads.image(self.image_states(vision))
         text = self.heads.text(self.text_states(batch["caption_ids"], batch["caption_lengths"]))
@@ -182,13 +185,14 @@ class HACLModel(nn.Module):
 
     def set_stage(self, stage: str) -> list[nn.Parameter]:
         """Freeze all but what `stage` trains and return those parameters: "align" trains the
-        projector and the heads; "instruct" the projector and the language model (with its output
+        projector and the heads (the projector alone at contrastive weight 0); "instruct" the projector and the language model (with its output
         layer), as LLaVA's instruction tuning does."""
         if stage not in STAGES:
             raise ValueError(f"unknown HACL stage {stage!r}; use one of {STAGES}")
         for p in self.parameters():
             p.requires_grad_(False)
-        parts = [self.projector, self.heads] if stage == "align" else [
+        heads = [self.heads] if self.contrastive_weight else []  # unused heads would stall DDP
+        parts = [self.projector, *heads] if stage == "align" else [
             self.projector, self.language_model, self.model.get_output_embeddings()]
         for part in parts:
             for p in part.parameters():
