@@ -57,13 +57,20 @@ def evaluate_arms(models: dict[str, list[str]], out: Path, benches: list, refere
     from halluscope.runner import read_jsonl, run_benchmark
 
     records: dict[tuple[str, str], list[list[dict]]] = {}
+    extra: dict[tuple[str, str], list[dict]] = {}  # per seed: CHAIR_s, recall, words per caption
     for arm, paths in models.items():
         for i, path in enumerate(paths):
             adapter = load_model(path)
             folder = out / "eval" / f"{arm}-{i}"
             for bench in benches:
                 run_benchmark(bench, adapter, folder, batch_size=batch_size)
-                records.setdefault((arm, bench.name), []).append(read_jsonl(folder / f"{bench.name.replace(':', '_')}.jsonl"))
+                stem = folder / bench.name.replace(":", "_")
+                records.setdefault((arm, bench.name), []).append(read_jsonl(Path(f"{stem}.jsonl")))
+                if "chair" in bench.name:
+                    m = json.loads(Path(f"{stem}.results.json").read_text())["metrics"]
+                    words = statistics.mean(len(r["caption"].split()) for r in records[(arm, bench.name)][-1])
+                    extra.setdefault((arm, bench.name), []).append(
+                        {"chair_s": m["chair_s"], "recall": m["recall"], "words": words})
     rows = []
     for (arm, name), per_seed in records.items():
         values = [stat(name, rs) for rs in per_seed]
@@ -71,6 +78,8 @@ def evaluate_arms(models: dict[str, list[str]], out: Path, benches: list, refere
         ci = metrics.bootstrap_ci(list(pooled.values()), lambda gs, name=name: stat(name, [r for g in gs for r in g]))
         row = {"arm": arm, "benchmark": name, "metric": "accuracy" if "pope" in name else "chair_i",
                "per_seed": values, "mean": statistics.mean(values), "ci95_pooled": list(ci)}
+        if (arm, name) in extra:  # means over seeds
+            row |= {k: statistics.mean(e[k] for e in extra[(arm, name)]) for k in ("chair_s", "recall", "words")}
         if reference is not None and arm != reference:
             ref = by_image([r for rs in records[(reference, name)] for r in rs])
             row["diff_vs_" + reference], row["diff_ci95"] = paired_diff_ci(pooled, ref, partial(stat, name))
@@ -81,15 +90,16 @@ def evaluate_arms(models: dict[str, list[str]], out: Path, benches: list, refere
 def write_table(out: Path, stem: str, meta: dict, rows: list[dict], reference: str | None = None) -> str:
     """OUT/<stem>.json (meta + rows) and OUT/<stem>.md; returns the Markdown table."""
     (out / f"{stem}.json").write_text(json.dumps(meta | {"reference": reference, "rows": rows}, indent=1))
-    head = "| arm | benchmark | mean over seeds % | pooled 95 % CI | per seed |"
-    rule = "|---|---|---|---|---|"
+    head = "| arm | benchmark | mean over seeds % | pooled 95 % CI | per seed | CHAIR_s %, recall %, words |"
+    rule = "|---|---|---|---|---|---|"
     if reference:
         head, rule = head + f" vs {reference}, points [95 % CI] |", rule + "---|"
     lines = [head, rule]
     for r in rows:
         line = (f"| {r['arm']} | {r['benchmark']} {r['metric']} | {100 * r['mean']:.1f} | "
                 f"[{100 * r['ci95_pooled'][0]:.1f}, {100 * r['ci95_pooled'][1]:.1f}] | "
-                f"{', '.join(f'{100 * v:.1f}' for v in r['per_seed'])} |")
+                f"{', '.join(f'{100 * v:.1f}' for v in r['per_seed'])} | "
+                + (f"{100 * r['chair_s']:.1f}, {100 * r['recall']:.1f}, {r['words']:.1f} |" if "words" in r else " |"))
         if reference:
             d = r.get("diff_vs_" + reference)
             line += " |" if d is None else f" {100 * d:+.1f} [{100 * r['diff_ci95'][0]:+.1f}, {100 * r['diff_ci95'][1]:+.1f}] |"

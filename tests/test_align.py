@@ -59,11 +59,12 @@ def hacl_cases(world, vlm):
     return [("vlm", adapter), ("micro built-in", micro_adapter(world))]
 
 
-@pytest.mark.parametrize("stage,trained", [("align", {"projector", "heads"}),
-                                           ("instruct", {"projector", "language", "output"})])
-def test_hacl_gradients_reach_only_the_parameters_the_stage_trains(world, vlm, stage, trained):
+@pytest.mark.parametrize("stage,weight,trained", [("align", 1.0, {"projector", "heads"}),
+                                                  ("align", 0.0, {"projector"}),  # the no-HACL control
+                                                  ("instruct", 1.0, {"projector", "language", "output"})])
+def test_hacl_gradients_reach_only_the_parameters_the_stage_trains(world, vlm, stage, weight, trained):
     for _, adapter in hacl_cases(world, vlm):
-        cfg = HACLConfig(batch_size=3)
+        cfg = HACLConfig(batch_size=3, contrastive_weight=weight)
         hacl = HACLModel(adapter.model, adapter.tokenizer.eos_token_id, config=cfg)
         batch = world_hacl_batch(world, adapter.processor, cfg, step=0)
         assert batch["hallucinated_ids"].shape[0] == 3
@@ -71,6 +72,8 @@ def test_hacl_gradients_reach_only_the_parameters_the_stage_trains(world, vlm, s
         hacl.zero_grad(set_to_none=True)
         losses = hacl(batch)
         assert all(torch.isfinite(v) for v in losses.values())
+        if not weight:
+            assert losses["loss"] is losses["gen_loss"] and losses["contrastive_loss"] == 0
         losses["loss"].backward()
         parts = family_parts(hacl)
         reached = {parts[n] for n, p in hacl.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}

@@ -93,7 +93,9 @@ def train(
     world_seed: Annotated[int, typer.Option(help="world seed")] = 0,
     hacl: Annotated[bool, typer.Option(help="HACL (Jiang et al., CVPR 2024): contrastive connector alignment with "
                                             "hallucinated captions as hard negatives, before instruction tuning")] = False,
-    hacl_args: Annotated[str | None, typer.Option(help="HACLConfig fields, e.g. steps=300,temperature=0.07")] = None,
+    hacl_args: Annotated[str | None, typer.Option(
+        help="HACLConfig fields, e.g. steps=300,temperature=0.07 (seed: --seed's; contrastive_weight=0 is the "
+             "control: the same alignment stage on L_gen alone)")] = None,
 ) -> None:
     """Train the built-in model on the world (captions and questions). Resumes from the checkpoint
     in the output folder if a run was interrupted. 0 means the default for a number."""
@@ -111,7 +113,7 @@ def train(
         from .training.hacl import HACLConfig, train_tiny_hacl
 
         try:
-            hacl_cfg = HACLConfig(**parse_kv(hacl_args, "--hacl-args"))
+            hacl_cfg = HACLConfig(**{"seed": seed, **parse_kv(hacl_args, "--hacl-args")})
         except (TypeError, ValueError) as e:
             raise typer.BadParameter(str(e), param_hint="--hacl-args") from e
         path = train_tiny_hacl(world, cfg, hacl_config=hacl_cfg, out=out)
