@@ -1,7 +1,8 @@
 """Training-based mitigation on the built-in model, several seeds per arm, in one run: SFT on the
 corrections (control) vs DPO vs DDPO from the same model, with the same pairs budget and steps,
 then world POPE x3 (score mode) and CHAIR for every aligned model, plus the starting model.
-Reports each arm's mean over seeds and a 95 % bootstrap CI over images pooled across seeds.
+Reports each arm's mean over seeds, a 95 % bootstrap CI over images pooled across seeds, and the
+paired difference to the starting model.
 
     python benchmarks/align_world.py --model tiny --out runs/align [--seeds 0,1,2 --steps 200 --lr 2e-5]
 
