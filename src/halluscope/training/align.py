@@ -405,12 +405,7 @@ def align(model, method: str = "ddpo", config: AlignConfig | None = None, output
                 margin = rewards[:b] - rewards[b:]
                 stats = torch.stack([loss.detach(), (margin > 0).float().mean(), margin.mean()])
             stats = accelerator.gather(stats[None]).mean(0).tolist()  # the same numbers on every process
-            for k, v in zip(window, stats):
-                window[k].append(v)
-            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                for k in window:
-                    log[k].append([step + 1, round(sum(window[k]) / len(window[k]), 5)])
-                    window[k] = []
+            _log_means(log, window, stats, step, cfg)
             if bar is not None:
                 bar.update(task, advance=1, loss=f"{stats[0]:.4f}")
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
@@ -443,6 +438,17 @@ def align(model, method: str = "ddpo", config: AlignConfig | None = None, output
         shutil.rmtree(ckpt, ignore_errors=True)
     accelerator.wait_for_everyone()
     return out
+
+
+def _log_means(log: dict[str, list], window: dict[str, list[float]], values: list[float], step: int, cfg) -> None:
+    """Add this step's values to the window; every `cfg.log_every` steps (and at the last) append
+    the window's means to the log as [step, mean] and empty it."""
+    for k, v in zip(window, values):
+        window[k].append(v)
+    if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+        for k in window:
+            log[k].append([step + 1, round(sum(window[k]) / len(window[k]), 5)])
+            window[k] = []
 
 
 def _save_checkpoint(accelerator, ckpt: Path, state: dict[str, Any]) -> None:

@@ -255,7 +255,7 @@ def hacl_align(model, processor, world: World | None = None, config: HACLConfig 
     from accelerate import Accelerator
     from safetensors.torch import save_file
 
-    from .align import _save_checkpoint
+    from .align import _log_means, _save_checkpoint
     from .sft import lr_at
 
     cfg = config or HACLConfig()
@@ -303,12 +303,7 @@ def hacl_align(model, processor, world: World | None = None, config: HACLConfig 
             values = torch.stack([losses[k].detach() for k in ("loss", "gen_loss", "contrastive_loss")]
                                  + [hacl.heads.temperature.detach()])
             values = accelerator.gather(values[None]).mean(0).tolist()
-            for k, v in zip(window, values):
-                window[k].append(v)
-            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                for k in window:
-                    log[k].append([step + 1, round(sum(window[k]) / len(window[k]), 5)])
-                    window[k] = []
+            _log_means(log, window, values, step, cfg)
             if bar is not None:
                 bar.update(task, advance=1, loss=f"{values[0]:.3f}")
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
