@@ -1,3 +1,4 @@
+import json
 import time
 
 import numpy as np
@@ -124,10 +125,12 @@ def test_load_model_tiny_trains_once_then_reuses_the_cache(tmp_path, monkeypatch
 
     monkeypatch.setenv("HALLUSCOPE_CACHE", str(tmp_path))
     kwargs = dict(train_config=TrainConfig(steps=3, batch_size=4, warmup_steps=1, vision_pretrain_steps=2,
-                                           vision_batch_size=4), tiny_config=MICRO, progress=False)
+                                           vision_batch_size=4, connector_steps=2), tiny_config=MICRO, progress=False)
     first = halluscope.load_model("tiny", **kwargs)
     (folder,) = tmp_path.iterdir()
     assert (folder / "halluscope.json").exists() and not (folder / "checkpoint").exists()
+    # the three stages: vision tower, connector alignment (projector on captions), instruction tuning
+    assert json.loads((folder / "connector" / "hacl_log.json").read_text())["config"]["contrastive_weight"] == 0
     assert first.yes_no_suffix == ""  # the built-in model is asked plain questions
 
     def no_training(*args, **kw):

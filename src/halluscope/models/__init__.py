@@ -43,7 +43,10 @@ def tiny_path(recipe: dict[str, Any]) -> Path:
 def train_tiny(world=None, train_config=None, tiny_config=None, out: str | Path | None = None,
                progress: bool = True) -> Path:
     """Train the built-in model (resuming from a checkpoint in `out` if there is one) and save it
-    with `save_pretrained`. Returns the folder."""
+    with `save_pretrained`. Returns the folder. Stages: 0, the vision tower on per-patch labels;
+    1, connector alignment on captions (`TrainConfig.connector_steps`, run by HACL's trainer with
+    contrastive weight 0, so that `halluscope train --hacl` differs from it in that weight only);
+    then instruction tuning."""
     from ..training.sft import TrainConfig, train
     from ..world import World
     from .tiny import TinyConfig, build_model, build_processor
@@ -52,6 +55,11 @@ def train_tiny(world=None, train_config=None, tiny_config=None, out: str | Path 
     train_config, tiny_config = train_config or TrainConfig(), tiny_config or TinyConfig()
     recipe = tiny_recipe(world, train_config, tiny_config)
     out = Path(out) if out is not None else tiny_path(recipe)
+    if train_config.connector_steps:
+        from ..training.hacl import HACLConfig, train_tiny_hacl
+
+        connector = HACLConfig(steps=train_config.connector_steps, seed=train_config.seed, contrastive_weight=0.0)
+        return train_tiny_hacl(world, train_config, tiny_config, connector, out, progress=progress)
     processor = build_processor(world)
     model = build_model(processor, tiny_config, seed=train_config.seed)
     log = train(model, processor, world, train_config, out, progress=progress)
@@ -69,7 +77,7 @@ def load_model(name_or_path: str = "tiny", device: str | None = None, dtype: Any
                world=None, train_config=None, tiny_config=None, **from_pretrained_kwargs: Any) -> VLMAdapter:
     """An adapter over a VLM.
 
-    "tiny" is the built-in model: trained on first use (about 10 CPU minutes, resumable) and cached
+    "tiny" is the built-in model: trained on first use (about 12 CPU minutes, resumable) and cached
     in `cache_dir()`, keyed by its world, sizes and training recipe. Anything else is a local folder
     or a hub id loaded with `AutoModelForImageTextToText` and `AutoProcessor`.
     """
@@ -116,4 +124,4 @@ def load_model(name_or_path: str = "tiny", device: str | None = None, dtype: Any
     return VLMAdapter(model, processor, name=name_or_path, yes_no_suffix=yes_no_suffix)
 
 
-__all__ = ["VLMAdapter", "cache_dir", "load_image", "load_model", "train_tiny", "YES_NO_SUFFIX"]
+__all__ = ["YES_NO_SUFFIX", "VLMAdapter", "cache_dir", "load_image", "load_model", "train_tiny"]

@@ -283,7 +283,8 @@ def hacl_align(model, processor, world: World | None = None, config: HACLConfig 
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn())
         bar.start()
-        task = bar.add_task("HACL alignment", total=cfg.steps, completed=start, loss="-")
+        title = "connector alignment" + (" with HACL" if cfg.contrastive_weight else "")
+        task = bar.add_task(title, total=cfg.steps, completed=start, loss="-")
     window: dict[str, list[float]] = {k: [] for k in ("loss", "gen_loss", "contrastive_loss", "temperature")}
     t0 = time.time()
     wrapped.train()
@@ -320,7 +321,8 @@ def hacl_align(model, processor, world: World | None = None, config: HACLConfig 
     model.eval()
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in hacl.heads.state_dict().items()}, out / "hacl_heads.safetensors")
+        if cfg.contrastive_weight:  # at weight 0 the heads never trained
+            save_file({k: v.contiguous() for k, v in hacl.heads.state_dict().items()}, out / "hacl_heads.safetensors")
         (out / "hacl_log.json").write_text(json.dumps({"config": cfg.to_dict(), "log": log}, default=str))
         shutil.rmtree(ckpt, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -365,7 +367,8 @@ def train_tiny_hacl(world: World | None = None, train_config=None, tiny_config=N
         elif train_config.vision_pretrain_steps > 0:
             pretrain_vision(model, world, train_config)
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, stage0)
-        hacl_align(model, processor, world, hacl_config, out / "hacl", progress=progress)
+        stage = "hacl" if hacl_config.contrastive_weight else "connector"
+        hacl_align(model, processor, world, hacl_config, out / stage, progress=progress)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, stage1)
     from dataclasses import replace
 

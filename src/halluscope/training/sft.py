@@ -36,6 +36,10 @@ class TrainConfig:
         default=300, metadata={"help": "steps of stage 0: per-patch object and colour labels train the vision tower "
                                        "(the analogue of LLaVA starting from a pretrained CLIP); 0 skips it"})
     vision_batch_size: int = field(default=128, metadata={"help": "images per stage-0 step"})
+    connector_steps: int = field(
+        default=300, metadata={"help": "steps of stage 1, connector alignment as in LLaVA: only the projector trains, "
+                                       "on captions (L_gen; HACL's stage with contrastive weight 0, batch 32, lr 1e-3), "
+                                       "before instruction tuning; 0 skips it"})
     bf16: bool = field(
         default=False, metadata={"help": "bf16 autocast for the forward pass (weights stay fp32): 2.4x faster steps "
                                          "on AVX512-BF16 CPUs, but the built-in model learned much slower with it "
