@@ -51,17 +51,17 @@ def stat(name: str, records: list[dict]) -> float:
 
 def evaluate_arms(models: dict[str, list[str]], out: Path, benches: list, reference: str | None = None,
                   batch_size: int = 32) -> list[dict]:
-    """Evaluate every model (arm -> one path per seed) on every benchmark into OUT/eval/<arm>-<i>/
-    (a rerun resumes) and return one row per arm and benchmark."""
+    """Evaluate every model (arm -> one path per seed) on every benchmark into OUT/eval/<model
+    folder name>/ (a rerun resumes) and return one row per arm and benchmark."""
     from halluscope import load_model, metrics
     from halluscope.runner import read_jsonl, run_benchmark
 
     records: dict[tuple[str, str], list[list[dict]]] = {}
     extra: dict[tuple[str, str], list[dict]] = {}  # per seed: CHAIR_s, recall, words per caption
     for arm, paths in models.items():
-        for i, path in enumerate(paths):
+        for path in paths:
             adapter = load_model(path)
-            folder = out / "eval" / f"{arm}-{i}"
+            folder = out / "eval" / Path(path).name
             for bench in benches:
                 run_benchmark(bench, adapter, folder, batch_size=batch_size)
                 stem = folder / bench.name.replace(":", "_")

@@ -2,15 +2,16 @@
 from scratch with the same steps and data (stage 0, a connector-alignment stage on the same
 batches, then the same instruction tuning); the alignment stage of `hacl` adds HACL's contrastive
 loss (L_gen + (L_i2t + L_t2i) / 2, hallucinated captions as extra negatives), the one of `no-hacl`
-trains on L_gen alone. Then world POPE x3 (score mode) and CHAIR for every model, each arm's mean
-over seeds with a 95 % bootstrap CI over images pooled across seeds, and HACL's paired difference
-to no-HACL.
+trains on L_gen alone, which is the built-in model's default recipe. Then world POPE x3 (score
+mode) and CHAIR for every model, each arm's mean over seeds with a 95 % bootstrap CI over images
+pooled across seeds, and HACL's paired difference to no-HACL.
 
     python benchmarks/hacl_world.py --out runs/hacl [--seeds 0,1,2]
 
-Models go to OUT/<arm>-s<seed>/ (each stage resumes; the two arms of a seed share stage 0, which
-depends only on the seed), evaluations to OUT/eval/, the table to OUT/hacl.json and OUT/hacl.md.
-`--train-only` trains the listed arms and seeds and stops, so that two processes can share the work.
+Models go to OUT/<arm>-s<seed>/ (each stage resumes; the two arms of a seed share one stage 0,
+copied from whichever trained it first, so both start from the same vision tower), evaluations to
+OUT/eval/<arm>-s<seed>/, the table to OUT/hacl.json and OUT/hacl.md. `--train-only` trains the
+listed arms and seeds and stops, so that the work can be split between runs.
 """
 
 from __future__ import annotations
