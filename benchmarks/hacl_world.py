@@ -28,7 +28,8 @@ def main() -> None:
     ap.add_argument("--out", default="runs/hacl")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--hacl-steps", type=int, default=300)
+    ap.add_argument("--hacl-steps", type=int, default=None,
+                    help="alignment steps of both arms (default: TrainConfig.connector_steps, the default recipe's)")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--pope-images", type=int, default=300)
     ap.add_argument("--chair-images", type=int, default=500)
@@ -41,23 +42,24 @@ def main() -> None:
     from halluscope.training.sft import TrainConfig
 
     out, world = Path(args.out), World()
+    steps = args.hacl_steps or TrainConfig().connector_steps
     models: dict[str, list[str]] = {}
     for seed in map(int, args.seeds.split(",")):
         for arm in args.arms.split(","):
             folder = out / f"{arm}-s{seed}"
-            for other in ARMS:  # stage 0 is the same for both arms of a seed
+            for other in ARMS:  # both arms of a seed start from one stage 0 (not bitwise reproducible across runs)
                 done = out / f"{other}-s{seed}" / "stage0.safetensors"
                 if other != arm and done.exists() and not (folder / "stage0.safetensors").exists():
                     folder.mkdir(parents=True, exist_ok=True)
                     shutil.copy(done, folder / "stage0.safetensors")
-            hacl = HACLConfig(steps=args.hacl_steps, seed=seed, contrastive_weight=ARMS[arm])
+            hacl = HACLConfig(steps=steps, seed=seed, contrastive_weight=ARMS[arm])
             models.setdefault(arm, []).append(str(train_tiny_hacl(world, TrainConfig(seed=seed), hacl_config=hacl,
                                                                   out=folder)))
     if args.train_only:
         return
     rows = _arms.evaluate_arms(models, out, _arms.world_benches(world, args.pope_images, args.chair_images),
                                reference="no-hacl")
-    meta = {"seeds": args.seeds, "hacl_steps": args.hacl_steps, "train": TrainConfig().to_dict()}
+    meta = {"seeds": args.seeds, "hacl_steps": steps, "train": TrainConfig().to_dict()}
     print(_arms.write_table(out, "hacl", meta, rows, reference="no-hacl"))
 
 

@@ -185,8 +185,8 @@ class HACLModel(nn.Module):
 
     def set_stage(self, stage: str) -> list[nn.Parameter]:
         """Freeze all but what `stage` trains and return those parameters: "align" trains the
-        projector and the heads (the projector alone at contrastive weight 0); "instruct" the projector and the language model (with its output
-        layer), as LLaVA's instruction tuning does."""
+        projector and the heads (the projector alone at contrastive weight 0); "instruct" the
+        projector and the language model (with its output layer), as LLaVA's instruction tuning does."""
         if stage not in STAGES:
             raise ValueError(f"unknown HACL stage {stage!r}; use one of {STAGES}")
         for p in self.parameters():
