@@ -1,0 +1,83 @@
+"""Where an instruction-tuning step of the built-in model spends its time, on this machine, now.
+
+    python benchmarks/train_speed.py [--batches 6 --reps 3]
+
+Builds a freshly initialised built-in model and `--batches` real training batches, then reports:
+the cost of building one batch (the DataLoader worker's job), the padding in a batch, and the
+seconds per optimizer step (forward, backward, AdamW) with 1 and 2 torch threads, with the batches
+prebuilt (compute only) and built by a DataLoader worker alongside (as `train` runs). Variants are
+interleaved pass by pass, so a noisy machine affects them alike; each figure is the median step
+over `--reps` passes. Writes the figures as JSON to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batches", type=int, default=6)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out", default="runs/speed/train_speed.json")
+    args = ap.parse_args()
+
+    import torch
+
+    from halluscope import World
+    from halluscope.models.tiny import build_model, build_processor
+    from halluscope.training.sft import Batcher, StepBatches, TrainConfig, batch_for_step
+
+    torch.set_flush_denormal(True)
+    world, cfg = World(), TrainConfig()
+    processor = build_processor(world)
+    batcher = Batcher(processor)
+    t = time.perf_counter()
+    batches = [batch_for_step(world, batcher, cfg, step) for step in range(args.batches)]
+    build_s = (time.perf_counter() - t) / args.batches
+    lengths = [int(b["attention_mask"].sum(1).float().mean()) for b in batches]
+    widths = [b["input_ids"].shape[1] for b in batches]
+    padding = 1 - sum(int(b["attention_mask"].sum()) for b in batches) / sum(b["attention_mask"].numel() for b in batches)
+
+    model = build_model(processor, seed=0)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(batch) -> float:
+        t = time.perf_counter()
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - t
+
+    step(batches[0])  # warm-up
+    times: dict[str, list[float]] = {}
+    for _ in range(args.reps):
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            times.setdefault(f"prebuilt, {threads} thread(s)", []).extend(step(b) for b in batches)
+        torch.set_num_threads(2)
+        loader = torch.utils.data.DataLoader(StepBatches(world, batcher, cfg), batch_size=None, num_workers=1,
+                                             sampler=range(100, 101 + args.batches), prefetch_factor=4)
+        timed = [step(b) for b in loader][1:]  # the first waits for the worker to start
+        times.setdefault("DataLoader worker alongside, 2 threads", []).extend(timed)
+    result = {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "batch_build_s": round(build_s, 3),
+        "mean_tokens_per_sample": round(statistics.mean(lengths), 1),
+        "mean_batch_width": round(statistics.mean(widths), 1),
+        "padding_share": round(padding, 3),
+        "seconds_per_step": {k: round(statistics.median(v), 3) for k, v in times.items()},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
