@@ -7,23 +7,41 @@ from __future__ import annotations
 
 import json
 import statistics
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 
-def paired_diff_ci(a: dict, b: dict, stat, n_boot: int = 1000, seed: int = 0) -> tuple[float, list[float]]:
+def _metric(name: str):
+    """(per-record counts, metric of their column sums) of a benchmark: POPE accuracy or CHAIR_i."""
+    from halluscope.benchmarks.world import CHAIR_FROM_SUMS, POPE_FROM_SUMS, chair_counts, pope_counts
+
+    return (pope_counts, POPE_FROM_SUMS["accuracy"]) if "pope" in name else (chair_counts, CHAIR_FROM_SUMS["chair_i"])
+
+
+def stat(name: str, records: list[dict]) -> float:
+    """POPE accuracy or CHAIR_i of a benchmark's records."""
+    counts, fn = _metric(name)
+    return float(fn(counts(records).sum(0, keepdims=True))[0])
+
+
+def image_counts(name: str, groups: dict, keys: list) -> np.ndarray:
+    """One row of summed counts per image (dict image -> records), in the order of `keys`."""
+    counts, _ = _metric(name)
+    return np.stack([counts(groups[k]).sum(0) for k in keys])
+
+
+def paired_diff_ci(a: dict, b: dict, name: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, list[float]]:
     """stat(a) - stat(b) and its 95 % CI, resampling the images both arms share (dicts image -> records)."""
+    from halluscope import metrics
+
     keys = sorted(set(a) & set(b))
-    rng = np.random.default_rng(seed)
-    point = stat([r for k in keys for r in a[k]]) - stat([r for k in keys for r in b[k]])
-    diffs = []
-    for _ in range(n_boot):
-        pick = [keys[i] for i in rng.integers(len(keys), size=len(keys))]
-        diffs.append(stat([r for k in pick for r in a[k]]) - stat([r for k in pick for r in b[k]]))
-    lo, hi = np.quantile(diffs, [0.025, 0.975])
-    return point, [float(lo), float(hi)]
+    ca, cb = image_counts(name, a, keys), image_counts(name, b, keys)
+    _, fn = _metric(name)
+    width = ca.shape[1]
+    point = float(fn(ca.sum(0, keepdims=True))[0] - fn(cb.sum(0, keepdims=True))[0])
+    lo, hi = metrics.bootstrap_sums_ci(np.hstack([ca, cb]), lambda s: fn(s[:, :width]) - fn(s[:, width:]), n_boot, seed)
+    return point, [lo, hi]
 
 
 def by_image(records: list[dict]) -> dict:
@@ -38,15 +56,6 @@ def world_benches(world, pope_images: int, chair_images: int) -> list:
     from halluscope.world import POPE_SPLITS
 
     return [WorldPOPE(world, s, n_images=pope_images) for s in POPE_SPLITS] + [WorldCHAIR(world, n_images=chair_images)]
-
-
-def stat(name: str, records: list[dict]) -> float:
-    """POPE accuracy or CHAIR_i of a benchmark's records."""
-    from halluscope.benchmarks.world import chair_i
-
-    if "pope" in name:
-        return sum(r["prediction"] == r["label"] for r in records) / len(records)
-    return chair_i(records)
 
 
 def evaluate_arms(models: dict[str, list[str]], out: Path, benches: list, reference: str | None = None,
@@ -75,14 +84,14 @@ def evaluate_arms(models: dict[str, list[str]], out: Path, benches: list, refere
     for (arm, name), per_seed in records.items():
         values = [stat(name, rs) for rs in per_seed]
         pooled = by_image([r for rs in per_seed for r in rs])
-        ci = metrics.bootstrap_ci(list(pooled.values()), lambda gs, name=name: stat(name, [r for g in gs for r in g]))
+        ci = metrics.bootstrap_sums_ci(image_counts(name, pooled, list(pooled)), _metric(name)[1])
         row = {"arm": arm, "benchmark": name, "metric": "accuracy" if "pope" in name else "chair_i",
                "per_seed": values, "mean": statistics.mean(values), "ci95_pooled": list(ci)}
         if (arm, name) in extra:  # means over seeds
             row |= {k: statistics.mean(e[k] for e in extra[(arm, name)]) for k in ("chair_s", "recall", "words")}
         if reference is not None and arm != reference:
             ref = by_image([r for rs in records[(reference, name)] for r in rs])
-            row["diff_vs_" + reference], row["diff_ci95"] = paired_diff_ci(pooled, ref, partial(stat, name))
+            row["diff_vs_" + reference], row["diff_ci95"] = paired_diff_ci(pooled, ref, name)
         rows.append(row)
     return rows
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from functools import partial
 from pathlib import Path
 
 ARMS = {  # name: (method, args, also run CHAIR under sampling at temperature 1)
@@ -100,7 +99,7 @@ def main() -> None:
         for base in ("greedy", "sample"):
             if (base, name) in folders and label != base:
                 row[f"vs_{base}"] = _arms.paired_diff_ci(grouped(folder, name), grouped(folders[(base, name)], name),
-                                                         partial(_arms.stat, name))
+                                                         name)
         table.append(row)
     (out / "methods.json").write_text(json.dumps({"model": adapter.name, "pope_images": args.pope_images,
                                                   "chair_images": args.chair_images, "rows": table}, indent=1))

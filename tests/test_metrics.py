@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from halluscope import metrics
@@ -386,3 +387,55 @@ def test_bootstrap_ci_brackets_the_statistic():
     lo, hi = metrics.bootstrap_ci(items, lambda xs: sum(xs) / len(xs), n_boot=500)
     assert lo < 0.7 < hi and hi - lo < 0.25
     assert metrics.bootstrap_ci(items, lambda xs: sum(xs) / len(xs), n_boot=500) == (lo, hi)  # seeded
+
+
+def test_bootstrap_sums_ci_draws_the_same_resamples_as_bootstrap_ci():
+    rng = np.random.default_rng(1)
+    asked = rng.integers(0, 7, size=60)  # some items ask nothing: a zero denominator in a resample is 0, not NaN
+    counts = np.stack([rng.binomial(asked, 0.7), asked], axis=1)
+    fast = metrics.bootstrap_sums_ci(counts, lambda s: metrics.ratio(s[:, 0], s[:, 1]), n_boot=300, seed=3)
+    slow = metrics.bootstrap_ci(list(counts), lambda xs: sum(x[0] for x in xs) / sum(x[1] for x in xs), n_boot=300, seed=3)
+    assert fast == pytest.approx(slow, abs=1e-12)
+    assert metrics.ratio([1.0, 2.0], [0.0, 4.0]).tolist() == [0.0, 0.5]
+    assert metrics.bootstrap_sums_ci(np.zeros((0, 2)), lambda s: s[:, 0]) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="n_items, k"):
+        metrics.bootstrap_sums_ci([1, 2, 3], lambda s: s[:, 0])
+
+
+def test_world_scores_bootstrap_as_rescoring_every_resample_would():
+    """The world benchmarks' CIs come from summed counts; they must equal rescoring each resample
+    with the metric functions themselves (resampling images)."""
+    from halluscope import World
+    from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE
+
+    rng = np.random.default_rng(0)
+    world = World()
+    questions = world.pope("adversarial", n_images=25)
+    records = [dict(q, id=q["question_id"], prediction=str(rng.choice(["yes", "no", "No, there is not."])),
+                    breaks_bias=[]) for q in questions]
+    out = WorldPOPE(world, "adversarial", n_images=25).score(records)
+    groups: dict = {}
+    for r in sorted(records, key=lambda r: r["question_id"]):
+        groups.setdefault(r["image_id"], []).append(r)
+    for key in ("accuracy", "f1", "false_positive_rate"):
+        slow = metrics.bootstrap_ci(list(groups.values()), lambda gs, key=key: metrics.pope(
+            [r["prediction"] for g in gs for r in g], [r["label"] for g in gs for r in g])[key])
+        assert out["ci95"][key] == pytest.approx(slow, abs=1e-12), key
+
+    vocab = world_vocabulary()
+    words = sorted(vocab) + ["the", "table", "and"]
+    caps = [{"id": i, "caption": " ".join(rng.choice(words, size=int(rng.integers(0, 9)))),
+             "objects": sorted(set(rng.choice(sorted(set(vocab.values())), size=3))),
+             "breaks_bias": ["lone:fork"] if i % 3 == 0 else []} for i in range(40)]
+    out = WorldCHAIR(world, n_images=40).score(caps)
+
+    def chair(rs, key):
+        return metrics.chair_vocabulary([r["caption"] for r in rs], [r["objects"] for r in rs], vocab)[key]
+
+    for key in ("chair_s", "chair_i"):
+        assert out["ci95"][key] == pytest.approx(metrics.bootstrap_ci(caps, lambda rs, key=key: chair(rs, key)), abs=1e-12)
+    breaking = [r for r in caps if r["breaks_bias"]]
+    for key in ("chair_s", "chair_i", "recall"):
+        sub = out["subsets"]["breaking"][key]
+        assert sub["value"] == pytest.approx(chair(breaking, key))
+        assert sub["ci95"] == pytest.approx(metrics.bootstrap_ci(breaking, lambda rs, key=key: chair(rs, key)), abs=1e-12)

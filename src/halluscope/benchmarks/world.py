@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .. import metrics
 from .answers import yes_no_answers
 from ..world import CAPTION_PROMPTS, CLASSES, PLURALS, World
@@ -20,24 +22,44 @@ def world_vocabulary() -> dict[str, str]:
     return {c: c for c in CLASSES} | {PLURALS[c]: c for c in CLASSES}
 
 
-def chair_i(records: Sequence[dict]) -> float:
-    """CHAIR_i of world-CHAIR records, from per-caption (hallucinated, mentioned) counts computed
-    once per record and kept on it (bootstraps call this thousands of times)."""
-    vocab = world_vocabulary()
-    counts = []
+# Per-record counts whose column sums give the metrics: bootstraps resample the sums (one matrix
+# product) rather than rescoring every resample.
+def pope_counts(records: Sequence[dict]) -> np.ndarray:
+    """(n, 5) rows tp, fp, tn, fn, 1 of POPE records (`prediction` read by the official parser)."""
+    rows = []
     for r in records:
-        if "_hallucinated_mentioned" not in r:
-            s = metrics.chair_vocabulary([r["caption"]], [r["objects"]], vocab)["per_sample"][0]
-            r["_hallucinated_mentioned"] = (len(s["hallucinated"]), len(s["mentioned"]))
-        counts.append(r["_hallucinated_mentioned"])
-    mentioned = sum(m for _, m in counts)
-    return sum(h for h, _ in counts) / mentioned if mentioned else 0.0
+        yes, pos = metrics.parse_yes_no(r["prediction"]) == "yes", r["label"] == "yes"
+        rows.append([yes and pos, yes and not pos, not yes and not pos, not yes and pos, 1])
+    return np.array(rows, dtype=float).reshape(-1, 5)
 
 
-def _subset_metric(records: Sequence[dict], key: str, fn) -> dict[str, Any]:
-    value = fn(records)[key]
-    lo, hi = metrics.bootstrap_ci(records, lambda rs: fn(rs)[key])
-    return {"value": value, "ci95": [lo, hi], "n": len(records)}
+POPE_FROM_SUMS = {  # column sums (B, 5) -> metric (B,), as metrics.pope computes it
+    "accuracy": lambda s: metrics.ratio(s[:, 0] + s[:, 2], s[:, 4]),
+    "f1": lambda s: metrics.ratio(2 * s[:, 0], 2 * s[:, 0] + s[:, 1] + s[:, 3]),
+    "false_positive_rate": lambda s: metrics.ratio(s[:, 1], s[:, 1] + s[:, 2]),
+}
+
+
+def chair_counts(records: Sequence[dict]) -> np.ndarray:
+    """(n, 6) rows of world-CHAIR records: hallucinated at all, 1, hallucinated mentions, mentions,
+    ground-truth objects mentioned, ground-truth objects."""
+    per_sample = metrics.chair_vocabulary([r["caption"] for r in records], [r["objects"] for r in records],
+                                          world_vocabulary())["per_sample"]
+    rows = [[bool(s["hallucinated"]), 1, len(s["hallucinated"]), len(s["mentioned"]),
+             len(set(s["mentioned"]) & set(r["objects"])), len(set(r["objects"]))] for r, s in zip(records, per_sample)]
+    return np.array(rows, dtype=float).reshape(-1, 6)
+
+
+CHAIR_FROM_SUMS = {  # column sums (B, 6) -> metric (B,), as metrics.chair_vocabulary computes it
+    "chair_s": lambda s: metrics.ratio(s[:, 0], s[:, 1]),
+    "chair_i": lambda s: metrics.ratio(s[:, 2], s[:, 3]),
+    "recall": lambda s: metrics.ratio(s[:, 4], s[:, 5]),
+}
+
+
+def _with_ci(counts: np.ndarray, fn) -> dict[str, Any]:
+    return {"value": float(fn(counts.sum(0, keepdims=True))[0]), "ci95": list(metrics.bootstrap_sums_ci(counts, fn)),
+            "n": len(counts)}
 
 
 @dataclass
@@ -67,14 +89,8 @@ class WorldPOPE:
         by_image: dict[str, list[dict]] = {}
         for r in records:
             by_image.setdefault(r["image_id"], []).append(r)
-        groups = list(by_image.values())
-
-        def acc(gs):
-            flat = [r for g in gs for r in g]
-            return metrics.pope([r["prediction"] for r in flat], [r["label"] for r in flat])
-
-        out["ci95"] = {k: list(metrics.bootstrap_ci(groups, lambda gs, k=k: acc(gs)[k]))
-                       for k in ("accuracy", "f1", "false_positive_rate")}
+        counts = np.stack([pope_counts(g).sum(0) for g in by_image.values()])  # per image: resample images
+        out["ci95"] = {k: list(metrics.bootstrap_sums_ci(counts, POPE_FROM_SUMS[k])) for k in POPE_FROM_SUMS}
         # False positives on absent co-occurrence partners of a present object: the bias at work.
         partners = self.world.config.partners()
         present = {img: {r["object"] for r in g if r["label"] == "yes"} for img, g in by_image.items()}
@@ -110,18 +126,15 @@ class WorldCHAIR:
                 for s, c in zip(batch, captions)]
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        vocab = world_vocabulary()
-
-        def fn(rs):
-            return metrics.chair_vocabulary([r["caption"] for r in rs], [r["objects"] for r in rs], vocab)
-
-        out = {k: v for k, v in fn(records).items() if k != "per_sample"}
-        out["ci95"] = {k: list(metrics.bootstrap_ci(records, lambda rs, k=k: fn(rs)[k])) for k in ("chair_s", "chair_i")}
+        out = {k: v for k, v in metrics.chair_vocabulary([r["caption"] for r in records], [r["objects"] for r in records],
+                                                         world_vocabulary()).items() if k != "per_sample"}
+        counts = chair_counts(records)  # one record per image
+        out["ci95"] = {k: list(metrics.bootstrap_sums_ci(counts, CHAIR_FROM_SUMS[k])) for k in ("chair_s", "chair_i")}
         subsets = {
-            "ordinary": [r for r in records if not r["breaks_bias"]],
-            "breaking": [r for r in records if r["breaks_bias"]],
-            "lone_partner": [r for r in records if any(b.startswith("lone:") for b in r["breaks_bias"])],
+            "ordinary": [not r["breaks_bias"] for r in records],
+            "breaking": [bool(r["breaks_bias"]) for r in records],
+            "lone_partner": [any(b.startswith("lone:") for b in r["breaks_bias"]) for r in records],
         }
-        out["subsets"] = {name: {k: _subset_metric(rs, k, fn) for k in ("chair_s", "chair_i", "recall")}
-                          for name, rs in subsets.items() if rs}
+        out["subsets"] = {name: {k: _with_ci(counts[np.array(mask)], CHAIR_FROM_SUMS[k]) for k in CHAIR_FROM_SUMS}
+                          for name, mask in subsets.items() if any(mask)}
         return out

@@ -10,7 +10,7 @@ One module per benchmark; everything public is importable from here:
   `coco_gt_objects`, and for an exact vocabulary `chair_vocabulary`, `mentioned_objects`
 - AMBER: `amber`, `AMBER_PARSERS`, `load_amber_annotations`, `spacy_similarity`
 - MME: `mme`, `parse_mme_answer`, `load_mme_results`, `MME_HALLUCINATION_SUBTASKS`
-- `bootstrap_ci`
+- `bootstrap_ci`, and for statistics of summed counts `bootstrap_sums_ci` with `ratio`
 
 docs/metrics.md says which official scorer each follows and what differs.
 """
@@ -22,11 +22,11 @@ from ._chair import (
 )
 from ._mme import MME_HALLUCINATION_SUBTASKS, load_mme_results, mme, parse_mme_answer
 from ._pope import POPE_PARSERS, load_pope_answers, load_pope_questions, parse_yes_no, pope, pope_labels, pope_mean_f1
-from ._stats import bootstrap_ci
+from ._stats import bootstrap_ci, bootstrap_sums_ci, ratio
 
 __all__ = [
-    "AMBER_PARSERS", "MME_HALLUCINATION_SUBTASKS", "POPE_PARSERS", "amber", "bootstrap_ci", "caption_objects", "chair",
+    "AMBER_PARSERS", "MME_HALLUCINATION_SUBTASKS", "POPE_PARSERS", "amber", "bootstrap_ci", "bootstrap_sums_ci", "caption_objects", "chair",
     "chair_vocabulary", "coco_gt_objects", "coco_synonyms", "load_amber_annotations", "load_gt_objects",
     "load_mme_results", "load_pope_answers", "load_pope_questions", "mentioned_objects", "mme", "parse_mme_answer",
-    "parse_synonyms", "parse_yes_no", "pope", "pope_labels", "pope_mean_f1", "spacy_similarity",
+    "parse_synonyms", "parse_yes_no", "pope", "pope_labels", "pope_mean_f1", "ratio", "spacy_similarity",
 ]
