@@ -77,8 +77,8 @@ def load_model(name_or_path: str = "tiny", device: str | None = None, dtype: Any
                world=None, train_config=None, tiny_config=None, **from_pretrained_kwargs: Any) -> VLMAdapter:
     """An adapter over a VLM.
 
-    "tiny" is the built-in model: trained on first use (about 12 CPU minutes, resumable) and cached
-    in `cache_dir()`, keyed by its world, sizes and training recipe. Anything else is a local folder
+    "tiny" is the built-in model: trained on first use (12-23 minutes on 2 CPU cores, resumable) and
+    cached in `cache_dir()`, keyed by its world, sizes and training recipe. Anything else is a local folder
     or a hub id loaded with `AutoModelForImageTextToText` and `AutoProcessor`.
     """
     import torch

@@ -30,8 +30,8 @@ PATCH_SIZE = 16
 
 @dataclass
 class TinyConfig:
-    """Sizes of the built-in model. Defaults train to a useful model in about 12 CPU minutes on a
-    good day of this project's 2-core machine."""
+    """Sizes of the built-in model. Defaults train to a useful model in 12 minutes (a fast day of
+    this project's 2-core machine) to 23 (an AVX2-only host)."""
 
     vision_hidden: int = field(default=128, metadata={"help": "CLIP width"})
     vision_layers: int = field(default=2, metadata={"help": "CLIP depth"})
