@@ -21,8 +21,10 @@ def _metric(name: str):
 
 def stat(name: str, records: list[dict]) -> float:
     """POPE accuracy or CHAIR_i of a benchmark's records."""
+    from halluscope.benchmarks.world import metric_of
+
     counts, fn = _metric(name)
-    return float(fn(counts(records).sum(0, keepdims=True))[0])
+    return metric_of(counts(records), fn)
 
 
 def image_counts(name: str, groups: dict, keys: list) -> np.ndarray:
@@ -34,12 +36,13 @@ def image_counts(name: str, groups: dict, keys: list) -> np.ndarray:
 def paired_diff_ci(a: dict, b: dict, name: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, list[float]]:
     """stat(a) - stat(b) and its 95 % CI, resampling the images both arms share (dicts image -> records)."""
     from halluscope import metrics
+    from halluscope.benchmarks.world import metric_of
 
     keys = sorted(set(a) & set(b))
     ca, cb = image_counts(name, a, keys), image_counts(name, b, keys)
     _, fn = _metric(name)
     width = ca.shape[1]
-    point = float(fn(ca.sum(0, keepdims=True))[0] - fn(cb.sum(0, keepdims=True))[0])
+    point = metric_of(ca, fn) - metric_of(cb, fn)
     lo, hi = metrics.bootstrap_sums_ci(np.hstack([ca, cb]), lambda s: fn(s[:, :width]) - fn(s[:, width:]), n_boot, seed)
     return point, [lo, hi]
 

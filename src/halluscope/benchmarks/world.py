@@ -40,14 +40,20 @@ POPE_FROM_SUMS = {  # column sums (B, 5) -> metric (B,), as metrics.pope compute
 }
 
 
-def chair_counts(records: Sequence[dict]) -> np.ndarray:
+def chair_counts(records: Sequence[dict], per_sample: Sequence[dict] | None = None) -> np.ndarray:
     """(n, 6) rows of world-CHAIR records: hallucinated at all, 1, hallucinated mentions, mentions,
-    ground-truth objects mentioned, ground-truth objects."""
-    per_sample = metrics.chair_vocabulary([r["caption"] for r in records], [r["objects"] for r in records],
-                                          world_vocabulary())["per_sample"]
+    ground-truth objects mentioned, ground-truth objects. `per_sample`: `chair_vocabulary`'s, if
+    the caller already has it."""
+    if per_sample is None:
+        per_sample = _chair(records)["per_sample"]
     rows = [[bool(s["hallucinated"]), 1, len(s["hallucinated"]), len(s["mentioned"]),
              len(set(s["mentioned"]) & set(r["objects"])), len(set(r["objects"]))] for r, s in zip(records, per_sample)]
     return np.array(rows, dtype=float).reshape(-1, 6)
+
+
+def _chair(records: Sequence[dict]) -> dict[str, Any]:
+    captions, objects = [r["caption"] for r in records], [r["objects"] for r in records]
+    return metrics.chair_vocabulary(captions, objects, world_vocabulary())
 
 
 CHAIR_FROM_SUMS = {  # column sums (B, 6) -> metric (B,), as metrics.chair_vocabulary computes it
@@ -57,9 +63,13 @@ CHAIR_FROM_SUMS = {  # column sums (B, 6) -> metric (B,), as metrics.chair_vocab
 }
 
 
+def metric_of(counts: np.ndarray, fn) -> float:
+    """A `*_FROM_SUMS` metric of per-record count rows, all rows together."""
+    return float(fn(counts.sum(0, keepdims=True))[0])
+
+
 def _with_ci(counts: np.ndarray, fn) -> dict[str, Any]:
-    return {"value": float(fn(counts.sum(0, keepdims=True))[0]), "ci95": list(metrics.bootstrap_sums_ci(counts, fn)),
-            "n": len(counts)}
+    return {"value": metric_of(counts, fn), "ci95": list(metrics.bootstrap_sums_ci(counts, fn)), "n": len(counts)}
 
 
 @dataclass
@@ -126,9 +136,8 @@ class WorldCHAIR:
                 for s, c in zip(batch, captions)]
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        out = {k: v for k, v in metrics.chair_vocabulary([r["caption"] for r in records], [r["objects"] for r in records],
-                                                         world_vocabulary()).items() if k != "per_sample"}
-        counts = chair_counts(records)  # one record per image
+        out = _chair(records)
+        counts = chair_counts(records, out.pop("per_sample"))  # one record per image
         out["ci95"] = {k: list(metrics.bootstrap_sums_ci(counts, CHAIR_FROM_SUMS[k])) for k in ("chair_s", "chair_i")}
         subsets = {
             "ordinary": [not r["breaks_bias"] for r in records],

@@ -25,8 +25,9 @@ from ._pope import POPE_PARSERS, load_pope_answers, load_pope_questions, parse_y
 from ._stats import bootstrap_ci, bootstrap_sums_ci, ratio
 
 __all__ = [
-    "AMBER_PARSERS", "MME_HALLUCINATION_SUBTASKS", "POPE_PARSERS", "amber", "bootstrap_ci", "bootstrap_sums_ci", "caption_objects", "chair",
-    "chair_vocabulary", "coco_gt_objects", "coco_synonyms", "load_amber_annotations", "load_gt_objects",
-    "load_mme_results", "load_pope_answers", "load_pope_questions", "mentioned_objects", "mme", "parse_mme_answer",
-    "parse_synonyms", "parse_yes_no", "pope", "pope_labels", "pope_mean_f1", "ratio", "spacy_similarity",
+    "AMBER_PARSERS", "MME_HALLUCINATION_SUBTASKS", "POPE_PARSERS", "amber", "bootstrap_ci", "bootstrap_sums_ci",
+    "caption_objects", "chair", "chair_vocabulary", "coco_gt_objects", "coco_synonyms", "load_amber_annotations",
+    "load_gt_objects", "load_mme_results", "load_pope_answers", "load_pope_questions", "mentioned_objects", "mme",
+    "parse_mme_answer", "parse_synonyms", "parse_yes_no", "pope", "pope_labels", "pope_mean_f1", "ratio",
+    "spacy_similarity",
 ]
