@@ -1,11 +1,13 @@
-"""Where an instruction-tuning step of the built-in model spends its time, on this machine, now.
+"""Where a training step of the built-in model spends its time, on this machine, now.
 
     python benchmarks/train_speed.py [--batches 6 --reps 3]
 
 Builds a freshly initialised built-in model and `--batches` real training batches, then reports:
 the cost of building one batch (the DataLoader worker's job), the padding in a batch, and the
 seconds per optimizer step (forward, backward, AdamW) with 1 and 2 torch threads, with the batches
-prebuilt (compute only) and built by a DataLoader worker alongside (as `train` runs). Variants are
+prebuilt (compute only) and built by a DataLoader worker alongside (as `train` runs), with the vision
+tower frozen as the default recipe has it and trained too; and the seconds per stage-0 step (the
+vision tower alone on `vision_batch_size` images, rendering included). Variants are
 interleaved pass by pass, so a noisy machine affects them alike; each figure is the median step
 over `--reps` passes. Writes the figures as JSON to `--out`.
 """
@@ -30,7 +32,9 @@ def main() -> None:
 
     from halluscope import World
     from halluscope.models.tiny import build_model, build_processor
-    from halluscope.training.sft import Batcher, StepBatches, TrainConfig, batch_for_step
+    from dataclasses import replace
+
+    from halluscope.training.sft import Batcher, StepBatches, TrainConfig, batch_for_step, pretrain_vision
 
     torch.set_flush_denormal(True)
     world, cfg = World(), TrainConfig()
@@ -47,7 +51,10 @@ def main() -> None:
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    def step(batch) -> float:
+    tower_trains = cfg.vision_lr_scale > 0
+
+    def step(batch, tower: bool = tower_trains) -> float:
+        model.model.vision_tower.requires_grad_(tower)
         t = time.perf_counter()
         loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
@@ -62,6 +69,14 @@ def main() -> None:
             torch.set_num_threads(threads)
             times.setdefault(f"prebuilt, {threads} thread(s)", []).extend(step(b) for b in batches)
         torch.set_num_threads(2)
+        other = "trained" if not tower_trains else "frozen"
+        times.setdefault(f"prebuilt, 2 threads, vision tower {other}", []).extend(
+            step(b, not tower_trains) for b in batches)
+        model.model.vision_tower.requires_grad_(True)
+        stamps = [time.perf_counter()]
+        pretrain_vision(model, world, replace(cfg, vision_pretrain_steps=args.batches),
+                        progress=lambda i, loss: stamps.append(time.perf_counter()))
+        times.setdefault("stage 0, 2 threads", []).extend(b - a for a, b in zip(stamps, stamps[1:]))
         loader = torch.utils.data.DataLoader(StepBatches(world, batcher, cfg), batch_size=None, num_workers=1,
                                              sampler=range(100, 101 + args.batches), prefetch_factor=4)
         timed = [step(b) for b in loader][1:]  # the first waits for the worker to start
@@ -72,6 +87,8 @@ def main() -> None:
         "mean_tokens_per_sample": round(statistics.mean(lengths), 1),
         "mean_batch_width": round(statistics.mean(widths), 1),
         "padding_share": round(padding, 3),
+        "batch_size": cfg.batch_size, "vision_batch_size": cfg.vision_batch_size,
+        "vision_tower_in_instruction_tuning": "trained" if tower_trains else "frozen",
         "seconds_per_step": {k: round(statistics.median(v), 3) for k, v in times.items()},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -102,6 +102,31 @@ def test_resume_after_interruption_gives_the_same_weights(world, processor, tmp_
     assert log["loss"] is not None
 
 
+@pytest.mark.parametrize("scale", [0.0, 0.5])
+def test_vision_tower_is_frozen_in_instruction_tuning_unless_scaled(world, processor, tmp_path, monkeypatch, scale):
+    model = build_model(processor, MICRO)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    after_stage0 = {}
+
+    def spy(model_, *args, **kwargs):
+        losses = real(model_, *args, **kwargs)
+        after_stage0.update({k: v.clone() for k, v in model_.state_dict().items()})
+        return losses
+
+    real = sft.pretrain_vision
+    monkeypatch.setattr(sft, "pretrain_vision", spy)
+    cfg = TrainConfig(steps=3, batch_size=4, warmup_steps=1, checkpoint_every=1000, vision_pretrain_steps=2,
+                      vision_batch_size=4, vision_lr_scale=scale)
+    train(model, processor, world, cfg, tmp_path, progress=False)
+    end = model.state_dict()
+    tower = [k for k in end if "vision_tower" in k]
+    assert any(not torch.equal(after_stage0[k], start[k]) for k in tower)  # stage 0 trains the tower either way
+    moved = [not torch.equal(end[k], after_stage0[k]) for k in tower]
+    assert any(moved) if scale else not any(moved)
+    assert all(not torch.equal(end[k], after_stage0[k]) for k in end if "multi_modal_projector" in k)
+    assert all(p.requires_grad for p in model.parameters())  # left as it came
+
+
 def test_resume_refuses_another_config(world, processor, tmp_path):
     cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=1, checkpoint_every=1, vision_pretrain_steps=0)
     train(build_model(processor, MICRO), processor, world, cfg, tmp_path, progress=False)
@@ -117,6 +142,8 @@ def test_train_config_checks():
         TrainConfig(qa_mix={"existence": -1.0})
     with pytest.raises(ValueError, match="lr"):
         TrainConfig(lr=0)
+    with pytest.raises(ValueError, match="vision_lr_scale"):
+        TrainConfig(vision_lr_scale=-1)
 
 
 def test_load_model_tiny_trains_once_then_reuses_the_cache(tmp_path, monkeypatch):
