@@ -15,6 +15,7 @@ over `--reps` passes. Writes the figures as JSON to `--out`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -28,12 +29,12 @@ def main() -> None:
     ap.add_argument("--out", default="runs/speed/train_speed.json")
     args = ap.parse_args()
 
+    from dataclasses import replace
+
     import torch
 
     from halluscope import World
     from halluscope.models.tiny import build_model, build_processor
-    from dataclasses import replace
-
     from halluscope.training.sft import Batcher, StepBatches, TrainConfig, batch_for_step, pretrain_vision
 
     torch.set_flush_denormal(True)
@@ -64,6 +65,7 @@ def main() -> None:
 
     step(batches[0])  # warm-up
     times: dict[str, list[float]] = {}
+    stamps: list[float] = []  # stage 0's progress callback records the end of each step
     for _ in range(args.reps):
         for threads in (1, 2):
             torch.set_num_threads(threads)
@@ -73,10 +75,10 @@ def main() -> None:
         times.setdefault(f"prebuilt, 2 threads, vision tower {other}", []).extend(
             step(b, not tower_trains) for b in batches)
         model.model.vision_tower.requires_grad_(True)
-        stamps = [time.perf_counter()]
+        stamps[:] = [time.perf_counter()]
         pretrain_vision(model, world, replace(cfg, vision_pretrain_steps=args.batches),
                         progress=lambda i, loss: stamps.append(time.perf_counter()))
-        times.setdefault("stage 0, 2 threads", []).extend(b - a for a, b in zip(stamps, stamps[1:]))
+        times.setdefault("stage 0, 2 threads", []).extend(b - a for a, b in itertools.pairwise(stamps))
         loader = torch.utils.data.DataLoader(StepBatches(world, batcher, cfg), batch_size=None, num_workers=1,
                                              sampler=range(100, 101 + args.batches), prefetch_factor=4)
         timed = [step(b) for b in loader][1:]  # the first waits for the worker to start
