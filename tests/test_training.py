@@ -102,7 +102,7 @@ def test_resume_after_interruption_gives_the_same_weights(world, processor, tmp_
     assert log["loss"] is not None
 
 
-@pytest.mark.parametrize("scale", [0.0, 0.5])
+@pytest.mark.parametrize("scale", [0.0, 0.5, 1.0])
 def test_vision_tower_is_frozen_in_instruction_tuning_unless_scaled(world, processor, tmp_path, monkeypatch, scale):
     model = build_model(processor, MICRO)
     start = {k: v.clone() for k, v in model.state_dict().items()}

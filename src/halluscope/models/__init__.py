@@ -29,10 +29,11 @@ def tiny_recipe(world=None, train_config=None, tiny_config=None) -> dict[str, An
     from .tiny import TinyConfig
 
     world = world or World()
-    return {
-        "world_seed": world.seed, "world": world.config.to_dict(),
-        "model": (tiny_config or TinyConfig()).to_dict(), "train": (train_config or TrainConfig()).to_dict(),
-    }
+    train = (train_config or TrainConfig()).to_dict()
+    if train["vision_lr_scale"] == 1:  # the field came later; at 1 training is what it was, so the key stays
+        del train["vision_lr_scale"]
+    return {"world_seed": world.seed, "world": world.config.to_dict(),
+            "model": (tiny_config or TinyConfig()).to_dict(), "train": train}
 
 
 def tiny_path(recipe: dict[str, Any]) -> Path:

@@ -365,8 +365,9 @@ def train_tiny_hacl(world: World | None = None, train_config=None, tiny_config=N
         if stage0.exists():
             model.load_state_dict(load_file(stage0))
         elif train_config.vision_pretrain_steps > 0:
-            pretrain_vision(model, world, train_config)
+            vision_loss = pretrain_vision(model, world, train_config)
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, stage0)
+            (out / "stage0_log.json").write_text(json.dumps([round(x, 4) for x in vision_loss]))
         stage = "hacl" if hacl_config.contrastive_weight else "connector"
         hacl_align(model, processor, world, hacl_config, out / stage, progress=progress)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, stage1)
@@ -374,6 +375,8 @@ def train_tiny_hacl(world: World | None = None, train_config=None, tiny_config=N
 
     log = train(model, processor, world, replace(train_config, vision_pretrain_steps=0), out / "instruct",
                 progress=progress)
+    if (out / "stage0_log.json").exists():  # as `train` logs its own stage 0
+        log["vision_loss"] = json.loads((out / "stage0_log.json").read_text())[:: train_config.log_every]
     model.save_pretrained(out)
     processor.save_pretrained(out)
     (out / "train_log.json").write_text(json.dumps(log))
