@@ -1,5 +1,5 @@
 """One variant of the built-in model's training recipe on one seed, then the demo's four checks: how
-the frozen-tower recipe was found (2026-11-30, `benchmarks/results/recipe_probes_seed2.json`).
+the frozen-tower recipe was found (2026-11-30, `benchmarks/results/recipe_probes.json`).
 
     # fresh stages 0 and 1, then instruction tuning with TrainConfig overrides
     python benchmarks/recipe_probe.py --out runs/probe/cand3 --seed 2 --stage0-steps 900 --stage1-steps 300 \\
