@@ -127,6 +127,13 @@ def test_vision_tower_is_frozen_in_instruction_tuning_unless_scaled(world, proce
     assert all(p.requires_grad for p in model.parameters())  # left as it came
 
 
+def test_cache_key_leaves_out_vision_lr_scale_only_at_1():  # at 1 training is bitwise what it was before the field
+    from halluscope.models import tiny_recipe
+
+    assert "vision_lr_scale" not in tiny_recipe()["train"]
+    assert tiny_recipe(train_config=TrainConfig(vision_lr_scale=0))["train"]["vision_lr_scale"] == 0
+
+
 def test_resume_refuses_another_config(world, processor, tmp_path):
     cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=1, checkpoint_every=1, vision_pretrain_steps=0)
     train(build_model(processor, MICRO), processor, world, cfg, tmp_path, progress=False)

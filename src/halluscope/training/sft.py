@@ -42,8 +42,8 @@ class TrainConfig:
                                        "before instruction tuning; 0 skips it"})
     vision_lr_scale: float = field(
         default=1.0, metadata={"help": "learning rate of the vision tower in instruction tuning, as a fraction of lr; "
-                                       "0 freezes it, as LLaVA does: faster steps and a lower loss, but 2 of 3 seeds "
-                                       "then stayed at answering 'yes' to every POPE question (README, 2026-11-30)"})
+                                       "0 freezes it, as LLaVA does: a lower loss in the same steps, but 2 of 3 seeds "
+                                       "then answered 'yes' to every POPE question (README, 2026-11-30)"})
     bf16: bool = field(
         default=False, metadata={"help": "bf16 autocast for the forward pass (weights stay fp32): 2.4x faster steps "
                                          "on AVX512-BF16 CPUs, but the built-in model learned much slower with it "
