@@ -61,6 +61,20 @@ def world_benches(world, pope_images: int, chair_images: int) -> list:
     return [WorldPOPE(world, s, n_images=pope_images) for s in POPE_SPLITS] + [WorldCHAIR(world, n_images=chair_images)]
 
 
+def profile_checks(adapter, world, out: Path, pope_images: int, chair_images: int) -> tuple[list[dict], dict]:
+    """The demo's four hallucination-profile checks of one model (POPE random and adversarial,
+    CHAIR), evaluated into OUT (a rerun resumes); returns the checks and CHAIR's metrics."""
+    from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE
+    from halluscope.report import hallucination_checks
+    from halluscope.runner import run_benchmark
+
+    results = {}
+    for bench in (WorldPOPE(world, "random", n_images=pope_images),
+                  WorldPOPE(world, "adversarial", n_images=pope_images), WorldCHAIR(world, n_images=chair_images)):
+        results[bench.name] = run_benchmark(bench, adapter, out, batch_size=64, progress=False)
+    return hallucination_checks(results), results["world-chair"]["metrics"]
+
+
 def evaluate_arms(models: dict[str, list[str]], out: Path, benches: list, reference: str | None = None,
                   batch_size: int = 32) -> list[dict]:
     """Evaluate every model (arm -> one path per seed) on every benchmark into OUT/eval/<model

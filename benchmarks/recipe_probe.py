@@ -36,15 +36,14 @@ def main() -> None:
     ap.add_argument("--chair-images", type=int, default=1000)
     args = ap.parse_args()
 
+    import _arms
     from safetensors.torch import load_file
 
     from halluscope import World, load_model
-    from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE
     from halluscope.cli import parse_kv
     from halluscope.models import MARKER
     from halluscope.models.tiny import build_model, build_processor
-    from halluscope.report import hallucination_checks
-    from halluscope.runner import package_versions, run_benchmark
+    from halluscope.runner import package_versions
     from halluscope.training.hacl import HACLConfig, hacl_align
     from halluscope.training.sft import TrainConfig, pretrain_vision, train
 
@@ -73,13 +72,9 @@ def main() -> None:
     model.save_pretrained(out / "model")
     processor.save_pretrained(out / "model")
     (out / "model" / MARKER).write_text(json.dumps({"kind": "tiny", "recipe": {"probe": vars(args)}}))
-    adapter = load_model(str(out / "model"))
-    results = {}
-    for bench in (WorldPOPE(world, "random", n_images=args.pope_images),
-                  WorldPOPE(world, "adversarial", n_images=args.pope_images),
-                  WorldCHAIR(world, n_images=args.chair_images)):
-        results[bench.name] = run_benchmark(bench, adapter, out / "eval", batch_size=64, progress=False)
-    summary |= {"checks": hallucination_checks(results), "chair_i": results["world-chair"]["metrics"]["chair_i"]}
+    checks, chair = _arms.profile_checks(load_model(str(out / "model")), world, out / "eval", args.pope_images,
+                                         args.chair_images)
+    summary |= {"checks": checks, "chair_i": chair["chair_i"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if log["loss"]:
         print(f"final loss {log['loss'][-1][1]:.3f}")

@@ -29,12 +29,12 @@ def main() -> None:
     ap.add_argument("--chair-images", type=int, default=1000)
     args = ap.parse_args()
 
+    import _arms
+
     from halluscope import World, load_model
-    from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE
     from halluscope.cli import parse_kv
     from halluscope.models import train_tiny
-    from halluscope.report import hallucination_checks
-    from halluscope.runner import package_versions, run_benchmark
+    from halluscope.runner import package_versions
     from halluscope.training.sft import TrainConfig
 
     out, world = Path(args.out), World()
@@ -48,17 +48,11 @@ def main() -> None:
         print(f"seed {seed}: trained in {time.time() - t:.0f} s (0 if it was already there)", flush=True)
         if args.train_only:
             continue
-        adapter = load_model(str(folder))
-        results = {}
-        for bench in (WorldPOPE(world, "random", n_images=args.pope_images),
-                      WorldPOPE(world, "adversarial", n_images=args.pope_images),
-                      WorldCHAIR(world, n_images=args.chair_images)):
-            results[bench.name] = run_benchmark(bench, adapter, out / "eval" / f"s{seed}", batch_size=64)
+        checks, chair = _arms.profile_checks(load_model(str(folder)), world, out / "eval" / f"s{seed}",
+                                             args.pope_images, args.chair_images)
         log = json.loads((folder / "train_log.json").read_text())
-        rows.append({"seed": seed, "checks": hallucination_checks(results), "train_log_seconds": round(log["seconds"]),
-                     "final_loss": log["loss"][-1][1],
-                     "chair_i": results["world-chair"]["metrics"]["chair_i"],
-                     "recall": results["world-chair"]["metrics"]["recall"]})
+        rows.append({"seed": seed, "checks": checks, "train_log_seconds": round(log["seconds"]),
+                     "final_loss": log["loss"][-1][1], "chair_i": chair["chair_i"], "recall": chair["recall"]})
     if args.train_only:
         return
     meta = {"seeds": args.seeds, "train": TrainConfig(**overrides).to_dict(), "versions": package_versions()}

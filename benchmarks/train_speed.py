@@ -6,7 +6,7 @@ Builds a freshly initialised built-in model and `--batches` real training batche
 the cost of building one batch (the DataLoader worker's job), the padding in a batch, and the
 seconds per optimizer step (forward, backward, AdamW) with 1 and 2 torch threads, with the batches
 prebuilt (compute only) and built by a DataLoader worker alongside (as `train` runs), with the vision
-tower frozen as the default recipe has it and trained too; and the seconds per stage-0 step (the
+tower as the default recipe has it (trained) and the other way (frozen); and the seconds per stage-0 step (the
 vision tower alone on `vision_batch_size` images, rendering included). Variants are
 interleaved pass by pass, so a noisy machine affects them alike; each figure is the median step
 over `--reps` passes. Writes the figures as JSON to `--out`.
@@ -53,6 +53,7 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     tower_trains = cfg.vision_lr_scale > 0
+    other = "frozen" if tower_trains else "trained"
 
     def step(batch, tower: bool = tower_trains) -> float:
         model.model.vision_tower.requires_grad_(tower)
@@ -71,7 +72,6 @@ def main() -> None:
             torch.set_num_threads(threads)
             times.setdefault(f"prebuilt, {threads} thread(s)", []).extend(step(b) for b in batches)
         torch.set_num_threads(2)
-        other = "trained" if not tower_trains else "frozen"
         times.setdefault(f"prebuilt, 2 threads, vision tower {other}", []).extend(
             step(b, not tower_trains) for b in batches)
         model.model.vision_tower.requires_grad_(True)

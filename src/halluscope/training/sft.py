@@ -243,6 +243,7 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
         if cfg.vision_lr_scale > 0:
             groups.append({"params": list(tower.parameters()), "scale": cfg.vision_lr_scale})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    trained = [p for g in groups for p in g["params"]]
     start, log = 0, {"loss": [], "seconds": 0.0}
     if (ckpt / "state.pt").exists():
         state = torch.load(ckpt / "state.pt", weights_only=False)
@@ -283,7 +284,7 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
                 loss = model(**batch).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+            torch.nn.utils.clip_grad_norm_(trained, 1.0)
             opt.step()
             value = loss.item()
             window.append(value)
