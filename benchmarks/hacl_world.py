@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--hacl-steps", type=int, default=None,
-                    help="alignment steps of both arms (default: TrainConfig.connector_steps, the default recipe's)")
+                    help="alignment steps of both arms (default: HACLConfig.steps)")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--pope-images", type=int, default=300)
     ap.add_argument("--chair-images", type=int, default=500)
@@ -42,7 +42,7 @@ def main() -> None:
     from halluscope.training.sft import TrainConfig
 
     out, world = Path(args.out), World()
-    steps = args.hacl_steps or TrainConfig().connector_steps
+    steps = args.hacl_steps or HACLConfig().steps
     models: dict[str, list[str]] = {}
     for seed in map(int, args.seeds.split(",")):
         for arm in args.arms.split(","):

@@ -58,7 +58,7 @@ def main() -> None:
         t = time.time()
         cfg0 = replace(TrainConfig(seed=args.seed), vision_pretrain_steps=args.stage0_steps,
                        vision_batch_size=args.vision_batch)
-        summary["stage0_loss"] = pretrain_vision(model, world, cfg0)[49::50]
+        summary["stage0_loss"] = pretrain_vision(model, processor, world, cfg0)[49::50]
         summary["stage0_seconds"] = time.time() - t
         t = time.time()
         if args.stage1_steps:

@@ -6,8 +6,8 @@ Builds a freshly initialised built-in model and `--batches` real training batche
 the cost of building one batch (the DataLoader worker's job), the padding in a batch, and the
 seconds per optimizer step (forward, backward, AdamW) with 1 and 2 torch threads, with the batches
 prebuilt (compute only) and built by a DataLoader worker alongside (as `train` runs), with the vision
-tower as the default recipe has it (trained) and the other way (frozen); and the seconds per stage-0 step (the
-vision tower alone on `vision_batch_size` images, rendering included). Variants are
+tower as the default recipe has it (frozen) and the other way (trained); and the seconds per stage-0 step (vision
+tower and projector on `vision_batch_size` images, rendering included). Variants are
 interleaved pass by pass, so a noisy machine affects them alike; each figure is the median step
 over `--reps` passes. Writes the figures as JSON to `--out`.
 """
@@ -76,7 +76,7 @@ def main() -> None:
             step(b, not tower_trains) for b in batches)
         model.model.vision_tower.requires_grad_(True)
         stamps[:] = [time.perf_counter()]
-        pretrain_vision(model, world, replace(cfg, vision_pretrain_steps=args.batches),
+        pretrain_vision(model, processor, world, replace(cfg, vision_pretrain_steps=args.batches),
                         progress=lambda i, loss: stamps.append(time.perf_counter()))
         times.setdefault("stage 0, 2 threads", []).extend(b - a for a, b in itertools.pairwise(stamps))
         loader = torch.utils.data.DataLoader(StepBatches(world, batcher, cfg), batch_size=None, num_workers=1,

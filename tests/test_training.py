@@ -127,13 +127,6 @@ def test_vision_tower_is_frozen_in_instruction_tuning_unless_scaled(world, proce
     assert all(p.requires_grad for p in model.parameters())  # left as it came
 
 
-def test_cache_key_leaves_out_vision_lr_scale_only_at_1():  # at 1 training is bitwise what it was before the field
-    from halluscope.models import tiny_recipe
-
-    assert "vision_lr_scale" not in tiny_recipe()["train"]
-    assert tiny_recipe(train_config=TrainConfig(vision_lr_scale=0))["train"]["vision_lr_scale"] == 0
-
-
 def test_resume_refuses_another_config(world, processor, tmp_path):
     cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=1, checkpoint_every=1, vision_pretrain_steps=0)
     train(build_model(processor, MICRO), processor, world, cfg, tmp_path, progress=False)
@@ -176,3 +169,32 @@ def test_load_model_tiny_trains_once_then_reuses_the_cache(tmp_path, monkeypatch
     assert first.generate(images, ["Describe the image in detail."] * 2, max_new_tokens=5) == \
         second.generate(images, ["Describe the image in detail."] * 2, max_new_tokens=5)
     assert second.answer_yes_no(images, ["Is there a fork in the image?"] * 2)[0] in ("yes", "no")
+
+
+def test_stage0_word_targets_put_visual_tokens_next_to_their_class_words(world, processor):
+    """With `word_targets`, stage 0 trains tower and projector (the word embeddings stay as they
+    are) until an object's visual token is nearest to its own class word among the 16."""
+    from halluscope.world import CLASSES
+    from halluscope.world.core import GRID
+
+    model = build_model(processor, MICRO)
+    embed = model.get_input_embeddings().weight.detach().clone()
+    projector = {k: v.clone() for k, v in model.model.multi_modal_projector.state_dict().items()}
+    cfg = TrainConfig(vision_pretrain_steps=150, vision_batch_size=32, warmup_steps=5, lr=3e-3)
+    losses = sft.pretrain_vision(model, processor, world, cfg)
+    assert losses[-1] < 0.5 * losses[0], losses[::10]
+    assert torch.equal(model.get_input_embeddings().weight, embed)
+    assert all(not torch.equal(v, projector[k]) for k, v in model.model.multi_modal_projector.state_dict().items())
+
+    scenes = [world.scene("test", i) for i in range(20)]
+    with torch.no_grad():
+        tokens = model.model.get_image_features(pixel_values(np.stack([world.render_array(s) for s in scenes])))
+    tokens = getattr(tokens, "pooler_output", tokens)
+    words = torch.stack([embed[processor.tokenizer.convert_tokens_to_ids(c)] for c in CLASSES])
+    hits = total = 0
+    for scene, visual in zip(scenes, tokens):
+        for o in scene.objects:
+            sims = torch.nn.functional.cosine_similarity(visual[o.row * GRID + o.col][None], words)
+            hits += int(sims.argmax()) == CLASSES.index(o.cls)
+            total += 1
+    assert hits / total > 0.5, (hits, total)  # chance: 1 / 16

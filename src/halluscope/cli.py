@@ -113,7 +113,7 @@ def train(
         from .training.hacl import HACLConfig, train_tiny_hacl
 
         try:
-            hacl_cfg = HACLConfig(**{"seed": seed, "steps": cfg.connector_steps, **parse_kv(hacl_args, "--hacl-args")})
+            hacl_cfg = HACLConfig(**{"seed": seed, **parse_kv(hacl_args, "--hacl-args")})
         except (TypeError, ValueError) as e:
             raise typer.BadParameter(str(e), param_hint="--hacl-args") from e
         path = train_tiny_hacl(world, cfg, hacl_config=hacl_cfg, out=out)

@@ -30,8 +30,6 @@ def tiny_recipe(world=None, train_config=None, tiny_config=None) -> dict[str, An
 
     world = world or World()
     train = (train_config or TrainConfig()).to_dict()
-    if train["vision_lr_scale"] == 1:  # the field came later; at 1 training is what it was, so the key stays
-        del train["vision_lr_scale"]
     return {"world_seed": world.seed, "world": world.config.to_dict(),
             "model": (tiny_config or TinyConfig()).to_dict(), "train": train}
 
@@ -44,10 +42,10 @@ def tiny_path(recipe: dict[str, Any]) -> Path:
 def train_tiny(world=None, train_config=None, tiny_config=None, out: str | Path | None = None,
                progress: bool = True) -> Path:
     """Train the built-in model (resuming from a checkpoint in `out` if there is one) and save it
-    with `save_pretrained`. Returns the folder. Stages: 0, the vision tower on per-patch labels;
-    1, connector alignment on captions (`TrainConfig.connector_steps`, run by HACL's trainer with
-    contrastive weight 0, so that `halluscope train --hacl` differs from it in that weight only);
-    then instruction tuning."""
+    with `save_pretrained`. Returns the folder. Stages: 0, vision tower and projector on per-patch
+    labels (`sft.pretrain_vision`); optionally 1, connector alignment on captions
+    (`TrainConfig.connector_steps`, run by HACL's trainer with contrastive weight 0, so that
+    `halluscope train --hacl` differs from it in that weight only); then instruction tuning."""
     from ..training.sft import TrainConfig, train
     from ..world import World
     from .tiny import TinyConfig, build_model, build_processor

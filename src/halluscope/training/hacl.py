@@ -365,7 +365,7 @@ def train_tiny_hacl(world: World | None = None, train_config=None, tiny_config=N
         if stage0.exists():
             model.load_state_dict(load_file(stage0))
         elif train_config.vision_pretrain_steps > 0:
-            vision_loss = pretrain_vision(model, world, train_config)
+            vision_loss = pretrain_vision(model, processor, world, train_config)
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, stage0)
             (out / "stage0_log.json").write_text(json.dumps([round(x, 4) for x in vision_loss]))
         stage = "hacl" if hacl_config.contrastive_weight else "connector"

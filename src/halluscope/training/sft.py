@@ -26,24 +26,28 @@ TASKS = ("detailed", "short", "qa")
 class TrainConfig:
     """Instruction tuning of the built-in model."""
 
-    steps: int = field(default=1400, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=64, metadata={"help": "samples per step"})
+    steps: int = field(default=1000, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=32, metadata={"help": "samples per step"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     warmup_steps: int = field(default=100, metadata={"help": "linear warm-up, then cosine decay to 10 %"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=0, metadata={"help": "initialisation and data order"})
     vision_pretrain_steps: int = field(
-        default=300, metadata={"help": "steps of stage 0: per-patch object and colour labels train the vision tower "
+        default=900, metadata={"help": "steps of stage 0: per-patch object and colour labels train the vision tower "
                                        "(the analogue of LLaVA starting from a pretrained CLIP); 0 skips it"})
     vision_batch_size: int = field(default=128, metadata={"help": "images per stage-0 step"})
+    word_targets: bool = field(
+        default=True, metadata={"help": "stage 0 trains tower and projector to put each patch's visual token next to "
+                                        "the input embedding of its class and colour words (False: linear heads on "
+                                        "the tower, the recipe before 2026-12-01)"})
     connector_steps: int = field(
-        default=300, metadata={"help": "steps of stage 1, connector alignment as in LLaVA: only the projector trains, "
-                                       "on captions (L_gen; HACL's stage with contrastive weight 0, batch 32, lr 1e-3), "
-                                       "before instruction tuning; 0 skips it"})
+        default=0, metadata={"help": "steps of stage 1, connector alignment as in LLaVA: only the projector trains, "
+                                     "on captions (L_gen; HACL's stage with contrastive weight 0, batch 32, lr 1e-3), "
+                                     "before instruction tuning; 0 skips it (the default: stage 0's word targets "
+                                     "align the projector)"})
     vision_lr_scale: float = field(
-        default=1.0, metadata={"help": "learning rate of the vision tower in instruction tuning, as a fraction of lr; "
-                                       "0 freezes it, as LLaVA does: a lower loss in the same steps, but 2 of 3 seeds "
-                                       "then answered 'yes' to every POPE question (README, 2026-11-30)"})
+        default=0.0, metadata={"help": "learning rate of the vision tower in instruction tuning, as a fraction of lr; "
+                                       "0 (the default) freezes it, as LLaVA does"})
     bf16: bool = field(
         default=False, metadata={"help": "bf16 autocast for the forward pass (weights stay fp32): 2.4x faster steps "
                                          "on AVX512-BF16 CPUs, but the built-in model learned much slower with it "
@@ -173,18 +177,40 @@ def patch_labels(scene, grid: int) -> tuple[list[int], list[int]]:
     return cls, col
 
 
-def pretrain_vision(model, world: World, cfg: TrainConfig, progress=None) -> list[float]:
+def pretrain_vision(model, processor, world: World, cfg: TrainConfig, progress=None) -> list[float]:
     """Stage 0: train the vision tower to tell, per patch, which object and colour it holds.
 
-    Real LLaVA starts from a CLIP tower pretrained on image-text pairs; the built-in model gets its
-    visual features the same way, from the world's own images, before instruction tuning. Two
-    linear heads read the patch states the projector will read, and are thrown away afterwards.
+    Real LLaVA starts from a CLIP tower pretrained on image-text pairs, whose features its stage 1
+    projects next to the language model's word embeddings. The built-in model gets both from the
+    world's own images: with `cfg.word_targets`, each patch's projected visual token is classified by
+    cosine similarity against the (frozen) input embeddings of the class and colour words, plus a
+    learned "empty" vector each, so tower and projector train and visual tokens start near the words
+    they show. Without it, two linear heads read the tower's patch states (the recipe before
+    2026-12-01). Heads and "empty" vectors are thrown away afterwards.
     """
     tower = model.model.vision_tower
-    width = tower.config.hidden_size
-    heads = torch.nn.ModuleList([torch.nn.Linear(width, len(CLASSES) + 1), torch.nn.Linear(width, len(COLORS) + 1)])
-    params = list(tower.parameters()) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.word_targets:
+        projector = model.model.multi_modal_projector
+        tok, embed = processor.tokenizer, model.get_input_embeddings().weight.detach()
+        words = [torch.stack([embed[tok.convert_tokens_to_ids(w.lower())] for w in names]) for names in (CLASSES, COLORS)]
+        heads = torch.nn.ParameterList([torch.nn.Parameter(0.02 * torch.randn(2, embed.shape[1])),  # "empty" rows
+                                        torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))])  # logit scale, as CLIP
+        trained = [*tower.parameters(), *projector.parameters(), *heads.parameters()]
+
+        def logits(states):
+            v = torch.nn.functional.normalize(projector(states), dim=-1).reshape(-1, embed.shape[1])
+            scale = heads[1].clamp(max=math.log(100)).exp()
+            return [scale * v @ torch.nn.functional.normalize(torch.cat([heads[0][k : k + 1], words[k]]), dim=-1).T
+                    for k in (0, 1)]
+    else:
+        width = tower.config.hidden_size
+        heads = torch.nn.ModuleList([torch.nn.Linear(width, len(CLASSES) + 1), torch.nn.Linear(width, len(COLORS) + 1)])
+        trained = [*tower.parameters(), *heads.parameters()]
+
+        def logits(states):
+            return [h(states.reshape(-1, width)) for h in heads]
+
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses = []
     for step in range(cfg.vision_pretrain_steps):
         rng = np.random.default_rng([cfg.seed, 10**9 + step])
@@ -194,12 +220,14 @@ def pretrain_vision(model, world: World, cfg: TrainConfig, progress=None) -> lis
         targets = [torch.tensor([lab[k] for lab in labels]).flatten() for k in (0, 1)]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             feats = tower(pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:]
-            logits = [h(feats.reshape(-1, width)) for h in heads]
-        loss = sum(torch.nn.functional.cross_entropy(lg.float(), t) for lg, t in zip(logits, targets))
+            out = logits(feats)
+        loss = sum(torch.nn.functional.cross_entropy(lg.float(), t) for lg, t in zip(out, targets))
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.word_targets:  # without it, 2 of 4 seeds stalled near loss 1.9 (cosine logits, learned scale)
+            torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         losses.append(loss.item())
         if progress is not None:
@@ -270,7 +298,7 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
         if not (ckpt / "state.pt").exists() and cfg.vision_pretrain_steps > 0:
             vtask = bar.add_task("stage 0: vision tower", total=cfg.vision_pretrain_steps, loss="-") if bar else None
             update = (lambda i, loss: bar.update(vtask, completed=i, loss=f"{loss:.3f}")) if bar else None
-            log["vision_loss"] = [round(x, 4) for x in pretrain_vision(model, world, cfg, update)][:: cfg.log_every]
+            log["vision_loss"] = [round(x, 4) for x in pretrain_vision(model, processor, world, cfg, update)][:: cfg.log_every]
             log["seconds"] += time.time() - t0
             t0 = time.time()
             _save_checkpoint(model, opt, cfg, 0, log, ckpt)  # stage 0 is never redone on resume
