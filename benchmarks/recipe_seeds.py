@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/recipe")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--train", default=None, help="TrainConfig overrides, e.g. steps=1000,batch_size=32")
+    ap.add_argument("--tiny", default=None, help="TinyConfig overrides, e.g. tie_embeddings=True")
     ap.add_argument("--train-only", action="store_true", help="train the listed seeds and stop")
     ap.add_argument("--pope-images", type=int, default=500)
     ap.add_argument("--chair-images", type=int, default=1000)
@@ -34,6 +35,7 @@ def main() -> None:
     from halluscope import World, load_model
     from halluscope.cli import parse_kv
     from halluscope.models import train_tiny
+    from halluscope.models.tiny import TinyConfig
     from halluscope.runner import package_versions
     from halluscope.training.sft import TrainConfig
 
@@ -44,7 +46,7 @@ def main() -> None:
         cfg = TrainConfig(**{**overrides, "seed": seed})
         folder = out / f"s{seed}"
         t = time.time()
-        train_tiny(world, cfg, out=folder)
+        train_tiny(world, cfg, TinyConfig(**parse_kv(args.tiny, "--tiny")), out=folder)
         print(f"seed {seed}: trained in {time.time() - t:.0f} s (0 if it was already there)", flush=True)
         if args.train_only:
             continue
@@ -55,7 +57,8 @@ def main() -> None:
                      "final_loss": log["loss"][-1][1], "chair_i": chair["chair_i"], "recall": chair["recall"]})
     if args.train_only:
         return
-    meta = {"seeds": args.seeds, "train": TrainConfig(**overrides).to_dict(), "versions": package_versions()}
+    meta = {"seeds": args.seeds, "train": TrainConfig(**overrides).to_dict(),
+            "tiny": TinyConfig(**parse_kv(args.tiny, "--tiny")).to_dict(), "versions": package_versions()}
     (out / "recipe_seeds.json").write_text(json.dumps(meta | {"rows": rows}, indent=1))
     lines = ["| seed | " + " | ".join(c["check"] for c in rows[0]["checks"]) + " | CHAIR_i % | recall % | "
              "final loss | train_log seconds |", "|---" * (len(rows[0]["checks"]) + 5) + "|"]

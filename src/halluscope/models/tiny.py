@@ -39,6 +39,7 @@ class TinyConfig:
     text_layers: int = field(default=3, metadata={"help": "Llama depth"})
     heads: int = field(default=4, metadata={"help": "attention heads in both towers"})
     max_positions: int = field(default=160, metadata={"help": "longest sequence, image tokens included"})
+    tie_embeddings: bool = field(default=False, metadata={"help": "one matrix for input and output word embeddings"})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,7 +96,7 @@ def build_model(processor, config: TinyConfig | None = None, seed: int = 0):
         num_hidden_layers=config.text_layers, num_attention_heads=config.heads,
         num_key_value_heads=config.heads, max_position_embeddings=config.max_positions,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=config.tie_embeddings,
     )
     llava = LlavaConfig(
         vision_config=vision, text_config=text,

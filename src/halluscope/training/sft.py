@@ -26,7 +26,7 @@ TASKS = ("detailed", "short", "qa")
 class TrainConfig:
     """Instruction tuning of the built-in model."""
 
-    steps: int = field(default=1000, metadata={"help": "optimizer steps"})
+    steps: int = field(default=1400, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "samples per step"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     warmup_steps: int = field(default=100, metadata={"help": "linear warm-up, then cosine decay to 10 %"})
@@ -64,6 +64,8 @@ class TrainConfig:
     )
     qa_turns: int = field(
         default=6, metadata={"help": "questions per QA conversation (multi-turn, as in LLaVA's data)"})
+    existence_first_steps: int = field(
+        default=0, metadata={"help": "a curriculum: the first steps train on existence questions only"})
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -99,16 +101,17 @@ def _choice(rng: np.random.Generator, mix: dict[str, float]) -> str:
     return names[rng.choice(len(names), p=p / p.sum())]
 
 
-def make_example(world: World, rng: np.random.Generator, cfg: TrainConfig):
+def make_example(world: World, rng: np.random.Generator, cfg: TrainConfig, existence_only: bool = False):
     """(image, [(prompt, answer), ...]): a caption, or a conversation of `qa_turns` questions."""
     scene = world.scene("train", int(rng.integers(world.config.train_size)))
-    task = _choice(rng, cfg.task_mix)
+    task = "qa" if existence_only else _choice(rng, cfg.task_mix)
+    qa_mix = {"existence": 1.0} if existence_only else cfg.qa_mix
     if task in CAPTION_PROMPTS:
         turns = [(CAPTION_PROMPTS[task], world.caption(scene, task))]
     else:
         turns, asked = [], set()
         for _ in range(4 * cfg.qa_turns):  # a few tries: some types do not apply, repeats are skipped
-            q = world.question(scene, _choice(rng, cfg.qa_mix), rng)
+            q = world.question(scene, _choice(rng, qa_mix), rng)
             if q is not None and q["question"] not in asked:
                 asked.add(q["question"])
                 turns.append((q["question"], q["answer"]))
@@ -165,7 +168,8 @@ class Batcher:
 
 def batch_for_step(world: World, batcher: Batcher, cfg: TrainConfig, step: int) -> dict[str, torch.Tensor]:
     rng = np.random.default_rng([cfg.seed, step])
-    return batcher([make_example(world, rng, cfg) for _ in range(cfg.batch_size)])
+    first = step < cfg.existence_first_steps
+    return batcher([make_example(world, rng, cfg, first) for _ in range(cfg.batch_size)])
 
 
 def patch_labels(scene, grid: int) -> tuple[list[int], list[int]]:
@@ -338,7 +342,7 @@ def _save_checkpoint(model, opt, cfg: TrainConfig, step: int, log: dict, ckpt: P
 
     ckpt.mkdir(parents=True, exist_ok=True)
     # Write to temporary names then rename, so a kill mid-write leaves the previous checkpoint.
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.clone() for k, v in model.state_dict().items()}  # clones: tied weights share storage
     save_file(state, ckpt / "model.tmp")
     torch.save({"optimizer": opt.state_dict(), "step": step, "log": log, "train_config": cfg.to_dict()},
                ckpt / "state.tmp")
