@@ -50,7 +50,7 @@ def demo(
     batch_size: Annotated[int, typer.Option(help="evaluation batch size")] = 64,
     retrain: Annotated[bool, typer.Option(help="train the built-in model again even if cached")] = False,
 ) -> None:
-    """The main job: train (first run: 12-23 minutes on 2 CPU cores) or load the built-in model,
+    """The main job: train (first run: about 10 minutes on 2 CPU cores) or load the built-in model,
     evaluate greedy decoding on POPE (random, popular, adversarial) and CHAIR on the world, print a
     table and write results.json, per-sample JSONL files and report.md into OUTPUT."""
     from . import load_model
