@@ -41,12 +41,13 @@ def main() -> None:
 
     out, world = Path(args.out), World()
     overrides = parse_kv(args.train, "--train")
+    tiny = TinyConfig(**parse_kv(args.tiny, "--tiny"))
     rows = []
     for seed in map(int, args.seeds.split(",")):
         cfg = TrainConfig(**{**overrides, "seed": seed})
         folder = out / f"s{seed}"
         t = time.time()
-        train_tiny(world, cfg, TinyConfig(**parse_kv(args.tiny, "--tiny")), out=folder)
+        train_tiny(world, cfg, tiny, out=folder)
         print(f"seed {seed}: trained in {time.time() - t:.0f} s (0 if it was already there)", flush=True)
         if args.train_only:
             continue
@@ -58,7 +59,7 @@ def main() -> None:
     if args.train_only:
         return
     meta = {"seeds": args.seeds, "train": TrainConfig(**overrides).to_dict(),
-            "tiny": TinyConfig(**parse_kv(args.tiny, "--tiny")).to_dict(), "versions": package_versions()}
+            "tiny": tiny.to_dict(), "versions": package_versions()}
     (out / "recipe_seeds.json").write_text(json.dumps(meta | {"rows": rows}, indent=1))
     lines = ["| seed | " + " | ".join(c["check"] for c in rows[0]["checks"]) + " | CHAIR_i % | recall % | "
              "final loss | train_log seconds |", "|---" * (len(rows[0]["checks"]) + 5) + "|"]

@@ -339,7 +339,7 @@ def train_tiny_hacl(world: World | None = None, train_config=None, tiny_config=N
 
     from ..models import MARKER, tiny_recipe
     from ..models.tiny import TinyConfig, build_model, build_processor
-    from .sft import TrainConfig, pretrain_vision, train
+    from .sft import TrainConfig, pretrain_vision, state_tensors, train
 
     world = world or World()
     train_config, tiny_config = train_config or TrainConfig(), tiny_config or TinyConfig()
@@ -366,11 +366,11 @@ def train_tiny_hacl(world: World | None = None, train_config=None, tiny_config=N
             model.load_state_dict(load_file(stage0))
         elif train_config.vision_pretrain_steps > 0:
             vision_loss = pretrain_vision(model, processor, world, train_config)
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, stage0)
+            save_file(state_tensors(model), stage0)
             (out / "stage0_log.json").write_text(json.dumps([round(x, 4) for x in vision_loss]))
         stage = "hacl" if hacl_config.contrastive_weight else "connector"
         hacl_align(model, processor, world, hacl_config, out / stage, progress=progress)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, stage1)
+        save_file(state_tensors(model), stage1)
     from dataclasses import replace
 
     log = train(model, processor, world, replace(train_config, vision_pretrain_steps=0), out / "instruct",

@@ -197,7 +197,8 @@ def pretrain_vision(model, processor, world: World, cfg: TrainConfig, progress=N
     if cfg.word_targets:
         projector = model.model.multi_modal_projector
         tok, embed = processor.tokenizer, model.get_input_embeddings().weight.detach()
-        words = [torch.stack([embed[tok.convert_tokens_to_ids(w.lower())] for w in names]) for names in (CLASSES, COLORS)]
+        words = [torch.nn.functional.normalize(torch.stack([embed[tok.convert_tokens_to_ids(w.lower())] for w in names]),
+                                               dim=-1) for names in (CLASSES, COLORS)]  # fixed directions
         heads = torch.nn.ParameterList([torch.nn.Parameter(0.02 * torch.randn(2, embed.shape[1])),  # "empty" rows
                                         torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))])  # logit scale, as CLIP
         trained = [*tower.parameters(), *projector.parameters(), *heads.parameters()]
@@ -205,8 +206,8 @@ def pretrain_vision(model, processor, world: World, cfg: TrainConfig, progress=N
         def logits(states):
             v = torch.nn.functional.normalize(projector(states), dim=-1).reshape(-1, embed.shape[1])
             scale = heads[1].clamp(max=math.log(100)).exp()
-            return [scale * v @ torch.nn.functional.normalize(torch.cat([heads[0][k : k + 1], words[k]]), dim=-1).T
-                    for k in (0, 1)]
+            empty = torch.nn.functional.normalize(heads[0], dim=-1)
+            return [scale * v @ torch.cat([empty[k : k + 1], words[k]]).T for k in (0, 1)]
     else:
         width = tower.config.hidden_size
         heads = torch.nn.ModuleList([torch.nn.Linear(width, len(CLASSES) + 1), torch.nn.Linear(width, len(COLORS) + 1)])
@@ -338,13 +339,18 @@ def train(model, processor, world: World, cfg: TrainConfig, out_dir: str | Path,
     return log
 
 
+def state_tensors(model) -> dict[str, torch.Tensor]:
+    """The model's state dict as safetensors can write it: every tensor its own copy (tied input and
+    output embeddings share storage, which `save_file` refuses)."""
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
 def _save_checkpoint(model, opt, cfg: TrainConfig, step: int, log: dict, ckpt: Path) -> None:
     from safetensors.torch import save_file
 
     ckpt.mkdir(parents=True, exist_ok=True)
     # Write to temporary names then rename, so a kill mid-write leaves the previous checkpoint.
-    state = {k: v.clone() for k, v in model.state_dict().items()}  # clones: tied weights share storage
-    save_file(state, ckpt / "model.tmp")
+    save_file(state_tensors(model), ckpt / "model.tmp")
     torch.save({"optimizer": opt.state_dict(), "step": step, "log": log, "train_config": cfg.to_dict()},
                ckpt / "state.tmp")
     os.replace(ckpt / "model.tmp", ckpt / "model.safetensors")
