@@ -4,7 +4,8 @@ demo's checks on each model, at the demo's benchmark sizes.
 
     python benchmarks/recipe_seeds.py --out runs/recipe [--seeds 0,1,2 --train key=value,...]
 
-`--train` overrides TrainConfig fields (e.g. steps=1000,batch_size=32) to try another recipe.
+`--train` overrides TrainConfig fields (e.g. steps=1000,batch_size=32) to try another recipe,
+`--tiny` TinyConfig fields, `--knobs` the world's knobs (training and test).
 Models go to OUT/s<seed>/ (each stage resumes), evaluations to OUT/eval/s<seed>/, and a table of
 the four checks per seed, with the final loss, the seconds `train_log.json` records (instruction
 tuning; stage 0 too when the recipe has no stage 1) and the host's CPU, to
@@ -25,6 +26,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--train", default=None, help="TrainConfig overrides, e.g. steps=1000,batch_size=32")
     ap.add_argument("--tiny", default=None, help="TinyConfig overrides, e.g. tie_embeddings=True")
+    ap.add_argument("--knobs", default=None, help="world knobs, e.g. scene_strength=0.9")
     ap.add_argument("--train-only", action="store_true", help="train the listed seeds and stop")
     ap.add_argument("--pope-images", type=int, default=500)
     ap.add_argument("--chair-images", type=int, default=1000)
@@ -39,7 +41,7 @@ def main() -> None:
     from halluscope.runner import package_versions
     from halluscope.training.sft import TrainConfig
 
-    out, world = Path(args.out), World()
+    out, world = Path(args.out), World(**parse_kv(args.knobs, "--knobs"))
     overrides = parse_kv(args.train, "--train")
     tiny = TinyConfig(**parse_kv(args.tiny, "--tiny"))
     rows = []
@@ -58,7 +60,7 @@ def main() -> None:
                      "final_loss": log["loss"][-1][1], "chair_i": chair["chair_i"], "recall": chair["recall"]})
     if args.train_only:
         return
-    meta = {"seeds": args.seeds, "train": TrainConfig(**overrides).to_dict(),
+    meta = {"seeds": args.seeds, "knobs": world.config.to_dict(), "train": TrainConfig(**overrides).to_dict(),
             "tiny": tiny.to_dict(), "versions": package_versions()}
     (out / "recipe_seeds.json").write_text(json.dumps(meta | {"rows": rows}, indent=1))
     lines = ["| seed | " + " | ".join(c["check"] for c in rows[0]["checks"]) + " | CHAIR_i % | recall % | "
