@@ -9,7 +9,7 @@ import torch
 
 from halluscope.hallucinate import (
     KINDS, Hallucination, LLMHallucinator, RuleHallucinator, caption_parts, cooccurrence_table, negative_instructions,
-    world_correction, world_hallucinations, world_negative_instructions,
+    _cooccurring, world_correction, world_hallucinations, world_negative_instructions,
 )
 from halluscope.metrics import caption_objects
 from halluscope.world import PLURALS, tokenize_words
@@ -100,10 +100,15 @@ def test_world_mirrors_contradict_the_truth_in_exactly_the_tagged_way(world, sty
 
 def test_world_mirrors_of_an_object_use_its_cooccurring_partner(world):
     partners = world.config.partners()
-    swaps = [h.changed for i in range(200)
-             for h in world_hallucinations(world, world.scene("test", i), kinds=["object"], rng=i)]
-    with_partner = [(old, new) for old, new in swaps if old in partners]
-    assert sum(partners[old] == new for old, new in with_partner) > 0.5 * len(with_partner)
+    swaps = [(scene, h.changed) for scene in (world.scene("test", i) for i in range(200))
+             for h in world_hallucinations(world, scene, kinds=["object"], rng=scene.index)]
+    # An object whose partner is absent is swapped for that partner, ...
+    lone = [(old, new) for scene, (old, new) in swaps if old in partners and partners[old] not in scene.classes]
+    assert len(lone) > 20 and all(partners[old] == new for old, new in lone)
+    # ... and otherwise for a class that shares its scene type, unless no present object has one left.
+    for scene, (old, new) in swaps:
+        if new not in _cooccurring(world, old):
+            assert all(m in scene.classes for c in scene.classes for m in _cooccurring(world, c)), (old, new)
 
 
 def test_world_correction_undoes_each_hallucination(world):

@@ -27,7 +27,9 @@ def micro(world):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     processor = build_processor(world)
-    model = build_model(processor, TinyConfig(vision_hidden=32, vision_layers=2, text_hidden=32, text_layers=2, heads=2))
+    # Untied: a random model with tied embeddings repeats its last token, steered or not.
+    model = build_model(processor, TinyConfig(vision_hidden=32, vision_layers=2, text_hidden=32, text_layers=2, heads=2,
+                                              tie_embeddings=False))
     yield VLMAdapter(model, processor, name="micro-random", max_new_tokens=10)
     torch.set_num_threads(threads)
 

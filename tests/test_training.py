@@ -200,7 +200,8 @@ def test_stage0_word_targets_put_visual_tokens_next_to_their_class_words(world, 
     assert hits / total > 0.5, (hits, total)  # chance: 1 / 16
 
 
-def test_tied_embeddings_train_save_and_load_through_every_stage(world, tmp_path):
+@pytest.mark.parametrize("tied", [True, False])
+def test_embeddings_train_save_and_load_through_every_stage(world, tmp_path, tied):
     """Tied input and output embeddings share storage: every stage's save must still write them."""
     from dataclasses import replace
 
@@ -209,7 +210,8 @@ def test_tied_embeddings_train_save_and_load_through_every_stage(world, tmp_path
 
     cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=1, vision_pretrain_steps=1, vision_batch_size=2,
                       connector_steps=1, checkpoint_every=1)
-    folder = train_tiny(world, cfg, replace(MICRO, tie_embeddings=True), out=tmp_path / "tied", progress=False)
+    folder = train_tiny(world, cfg, replace(MICRO, tie_embeddings=tied), out=tmp_path / "m", progress=False)
     assert (folder / "stage0.safetensors").exists() and (folder / "stage1.safetensors").exists()
     model = load_model(str(folder)).model
-    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    shared = model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    assert shared == tied

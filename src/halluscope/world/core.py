@@ -72,13 +72,13 @@ class WorldConfig:
         metadata={"help": "scene type -> member classes; members co-occur"},
     )
     scene_strength: float = field(
-        default=0.85, metadata={"help": "probability that an object comes from the image's scene"}
+        default=0.9, metadata={"help": "probability that an object comes from the image's scene"}
     )
     cooccurrence_pairs: tuple[tuple[str, str], ...] = field(
         default=DEFAULT_PAIRS, metadata={"help": "pairs whose members usually appear together"}
     )
     cooccurrence_strength: float = field(
-        default=0.9, metadata={"help": "probability that a pair member brings its partner"}
+        default=0.95, metadata={"help": "probability that a pair member brings its partner"}
     )
     color_priors: dict[str, str] = field(
         default_factory=lambda: dict(DEFAULT_COLOR_PRIORS),
