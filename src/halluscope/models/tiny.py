@@ -31,8 +31,9 @@ PATCH_SIZE = 16
 @dataclass
 class TinyConfig:
     """Sizes of the built-in model. With the default recipe they train in about 9 minutes on this
-    project's 2-core AVX2 machine (2026-12-01). Tied input and output embeddings made the recipe
-    meet the hallucination-profile checks on every seed tried (`benchmarks/results/recipe_seeds_*`)."""
+    project's 2-core AVX2 machine (2026-12-01). With tied input and output embeddings and the
+    world's default knobs the recipe meets the hallucination-profile checks on every seed tried
+    (`benchmarks/results/recipe_seeds_1400_tied_knobs.json`)."""
 
     vision_hidden: int = field(default=128, metadata={"help": "CLIP width"})
     vision_layers: int = field(default=2, metadata={"help": "CLIP depth"})
