@@ -2,7 +2,8 @@
 from scratch with the same steps and data (stage 0, a connector-alignment stage on the same
 batches, then the same instruction tuning); the alignment stage of `hacl` adds HACL's contrastive
 loss (L_gen + (L_i2t + L_t2i) / 2, hallucinated captions as extra negatives), the one of `no-hacl`
-trains on L_gen alone, which is the built-in model's default recipe. Then world POPE x3 (score
+trains on L_gen alone (the built-in model's default recipe until 2026-11-30; the default now has no
+connector-alignment stage: stage 0's word targets do its job). Then world POPE x3 (score
 mode) and CHAIR for every model, each arm's mean over seeds with a 95 % bootstrap CI over images
 pooled across seeds, and HACL's paired difference to no-HACL.
 
