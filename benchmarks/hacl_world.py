@@ -39,6 +39,8 @@ def main() -> None:
     import _arms
 
     from halluscope import World
+    from halluscope.models.tiny import TinyConfig
+    from halluscope.runner import package_versions
     from halluscope.training.hacl import HACLConfig, train_tiny_hacl
     from halluscope.training.sft import TrainConfig
 
@@ -60,7 +62,8 @@ def main() -> None:
         return
     rows = _arms.evaluate_arms(models, out, _arms.world_benches(world, args.pope_images, args.chair_images),
                                reference="no-hacl")
-    meta = {"seeds": args.seeds, "hacl_steps": steps, "train": TrainConfig().to_dict()}
+    meta = {"seeds": args.seeds, "hacl_steps": steps, "knobs": world.config.to_dict(), "train": TrainConfig().to_dict(),
+            "tiny": TinyConfig().to_dict(), "versions": package_versions()}
     print(_arms.write_table(out, "hacl", meta, rows, reference="no-hacl"))
 
 
