@@ -452,6 +452,12 @@ def _log_means(log: dict[str, list], window: dict[str, list[float]], values: lis
             window[k] = []
 
 
+def _no_shared_tensor_warning(record: logging.LogRecord) -> bool:
+    """Tied input and output embeddings share storage: accelerate saves them once and warns at every
+    checkpoint. Resuming restores the tie (test_alignment_resumes_to_the_same_weights)."""
+    return "Removed shared tensor" not in record.getMessage()
+
+
 def _save_checkpoint(accelerator, ckpt: Path, state: dict[str, Any]) -> None:
     """accelerate's state (model, optimizer, RNG) plus our step and log, replaced atomically: a
     kill mid-write leaves the previous checkpoint."""
@@ -459,16 +465,12 @@ def _save_checkpoint(accelerator, ckpt: Path, state: dict[str, Any]) -> None:
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    # Tied input and output embeddings share storage: accelerate saves them once and warns at every
-    # checkpoint. Resuming restores the tie (test_alignment_resumes_to_the_same_weights).
-    quiet = logging.Filter()
-    quiet.filter = lambda record: "Removed shared tensor" not in record.getMessage()
     log = logging.getLogger("accelerate.utils.other")
-    log.addFilter(quiet)
+    log.addFilter(_no_shared_tensor_warning)
     try:
         accelerator.save_state(str(tmp))
     finally:
-        log.removeFilter(quiet)
+        log.removeFilter(_no_shared_tensor_warning)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "state.json").write_text(json.dumps(state, default=str))
