@@ -13,13 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ._version import __version__
+from .images import load_image
+
 
 def package_versions() -> dict[str, str]:
     import numpy
     import torch
     import transformers
 
-    from . import __version__
 
     # The CPU's vector extension and the thread count set the speed of a CPU run: this project's
     # 2-core machine ran the same training half as fast on an AVX2-only host as on other days.
@@ -55,7 +57,6 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 def _load_images(batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(samples whose image loaded, error records for those whose image is missing or corrupt)."""
-    from .models.adapter import load_image
 
     ok, errors = [], []
     for s in batch:

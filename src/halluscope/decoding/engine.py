@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..models.adapter import ImageLike, load_image
+from ..images import ImageLike, load_image
 
 # scores(logits (n_branches, b, V), step, samples (b,): which of the B samples the rows are)
 #   -> (b, V) next-token scores, -inf = excluded

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from ..images import load_image
 from .base import BranchMethod, check_range
 from .engine import Branch, SamplingConfig
 
@@ -71,7 +72,6 @@ class M3ID(BranchMethod):
     def branches(self, adapter, images, prompts):
         if self.config.no_image == "drop":
             return [Branch(prompts, images), Branch(prompts, None)]
-        from ..models.adapter import load_image
 
         black = [Image.new("RGB", load_image(im).size) for im in images]
         return [Branch(prompts, images), Branch(prompts, black)]

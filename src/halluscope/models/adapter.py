@@ -5,49 +5,13 @@ projector and decoder layers for methods that hook into them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
-ImageLike = Image.Image | str | os.PathLike
-
-# Where each part lives, by model family; the first path that exists wins.
-_PARTS = {
-    "vision_tower": ("model.vision_tower", "model.visual", "vision_tower", "visual"),
-    "projector": ("model.multi_modal_projector", "model.visual.merger", "multi_modal_projector"),
-    "language_model": ("model.language_model", "language_model"),
-}
-
-
-def _resolve(root: torch.nn.Module, paths: Sequence[str]) -> torch.nn.Module | None:
-    for path in paths:
-        obj: Any = root
-        for name in path.split("."):
-            obj = getattr(obj, name, None)
-            if obj is None:
-                break
-        if obj is not None:
-            return obj
-    return None
-
-
-def load_image(image: ImageLike) -> Image.Image:
-    """A PIL image from an image or a path; a missing or unreadable file names itself."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB") if image.mode != "RGB" else image
-    path = Path(image)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file {str(path)!r} does not exist; check the --images folder")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except Exception as e:  # PIL raises several types for corrupt files
-        raise ValueError(f"image file {str(path)!r} could not be decoded ({e}); replace or skip it") from e
-
+from ..images import ImageLike, load_image
+from .parts import find_part
 
 class VLMAdapter:
     """A Hugging Face VLM behind one interface.
@@ -75,15 +39,15 @@ class VLMAdapter:
 
     @property
     def vision_tower(self) -> torch.nn.Module:
-        return _resolve(self.model, _PARTS["vision_tower"])
+        return find_part(self.model, "vision_tower")
 
     @property
     def projector(self) -> torch.nn.Module:
-        return _resolve(self.model, _PARTS["projector"])
+        return find_part(self.model, "projector")
 
     @property
     def language_model(self) -> torch.nn.Module:
-        return _resolve(self.model, _PARTS["language_model"])
+        return find_part(self.model, "language_model")
 
     @property
     def decoder_layers(self) -> torch.nn.ModuleList:

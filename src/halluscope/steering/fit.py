@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.adapter import ImageLike, load_image
+from .._version import __version__
+from ..images import ImageLike, load_image
 from ..world import SPLITS, Sample, World
 from ..world.core import CAPTION_PROMPTS
 from .directions import REDUCTIONS, Directions, principal_direction
@@ -246,7 +247,6 @@ def fit_directions(adapter, config: FitConfig | None = None, demos: Sequence[Dem
     captions from `hallucinate(sample)` (default: `WorldHallucinator`); pass `demos` (images with
     true and hallucinated captions) to fit on real data instead.
     """
-    from .. import __version__
 
     config = config or FitConfig()
     if demos is None:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ..models.parts import get_path
+
 if TYPE_CHECKING:
     from .directions import Directions
 
@@ -27,15 +29,6 @@ SITES = ("layer", "mlp")
 _EPS = 1e-12
 # Where the encoder blocks of a vision tower live, by family; the first that exists wins.
 _VISION_LAYER_PATHS = ("vision_model.encoder.layers", "encoder.layers", "blocks", "layers", "vision_model.layers")
-
-
-def _get(root: nn.Module, path: str):
-    obj = root
-    for name in path.split("."):
-        obj = getattr(obj, name, None)
-        if obj is None:
-            return None
-    return obj
 
 
 def _longest_module_list(root: nn.Module) -> nn.ModuleList | None:
@@ -49,7 +42,7 @@ def vision_layers(adapter) -> nn.ModuleList:
     if tower is None:
         raise ValueError(f"{adapter.name}: no vision tower found; VTI needs one (set alpha=0 to steer text only)")
     for path in _VISION_LAYER_PATHS:
-        layers = _get(tower, path)
+        layers = get_path(tower, path)
         if isinstance(layers, nn.ModuleList) and len(layers):
             return layers
     layers = _longest_module_list(tower)

@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..images import load_image
+from ..models.parts import find_part
 from ..world import CAPTION_PROMPTS, World
 from .losses import ddpo_logps, ddpo_weights, dpo_loss, token_logps
 from .sft import lr_at
@@ -222,7 +224,6 @@ def _pair_image(pair: dict[str, Any], world: World | None):
             raise ValueError("world pairs need the world they come from: pass world=")
         split, index = pair["scene"]
         return world.render(world.scene(split, int(index)))
-    from ..models.adapter import load_image
 
     return load_image(pair["image"])
 
@@ -240,16 +241,14 @@ def pair_batch(processor, pairs: Sequence[dict[str, Any]], world: World | None =
 def _language_model_lora_regex(model, targets: Sequence[str]) -> str:
     """A peft target regex for `targets` inside the language model only (the vision tower of CLIP
     also has q_proj/k_proj/v_proj)."""
-    from ..models.adapter import _PARTS, _resolve
 
-    lm = _resolve(model, _PARTS["language_model"])
+    lm = find_part(model, "language_model")
     prefix = next(name for name, module in model.named_modules() if module is lm)
     return rf"{re.escape(prefix)}\..*\.({'|'.join(map(re.escape, targets))})"
 
 
 def _trainable_policy(model, cfg: AlignConfig):
     """Freeze what does not train; with LoRA, wrap the model in peft adapters."""
-    from ..models.adapter import _PARTS, _resolve
 
     for p in model.parameters():
         p.requires_grad_(False)
@@ -261,9 +260,9 @@ def _trainable_policy(model, cfg: AlignConfig):
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=_language_model_lora_regex(model, cfg.lora_targets))
         return get_peft_model(model, lora)
-    parts = [_resolve(model, _PARTS["language_model"]), model.get_output_embeddings()]
+    parts = [find_part(model, "language_model"), model.get_output_embeddings()]
     if cfg.train_projector:
-        parts.append(_resolve(model, _PARTS["projector"]))
+        parts.append(find_part(model, "projector"))
     for part in parts:
         if part is not None:
             for p in part.parameters():

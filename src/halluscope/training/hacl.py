@@ -31,6 +31,7 @@ from torch import nn
 
 from ..hallucinate import KINDS, world_hallucinations
 from ..world import CAPTION_PROMPTS, World
+from ..models.parts import PART_PATHS, find_part
 from .align import encode
 from .losses import hacl_loss
 
@@ -114,14 +115,13 @@ class HACLModel(nn.Module):
     def __init__(self, model: nn.Module, eos_token_id: int, heads: HACLHeads | None = None,
                  config: HACLConfig | None = None) -> None:
         super().__init__()
-        from ..models.adapter import _PARTS, _resolve
-
+    
         config = config or HACLConfig()
         self.model = model
         self.eos_token_id = eos_token_id
         self.contrastive_weight = config.contrastive_weight
         # Looked up once, kept out of the module tree (they are registered under `model` already).
-        self._parts = {name: _resolve(model, paths) for name, paths in _PARTS.items()}
+        self._parts = {name: find_part(model, name) for name in PART_PATHS}
         if self._parts["language_model"] is None or self._parts["projector"] is None:
             raise TypeError(f"{type(model).__name__} is not a LLaVA-family model "
                             "(no language model or projector found)")

@@ -1,0 +1,45 @@
+"""Where a VLM keeps its parts (vision tower, projector, language model), by family: one lookup that
+the adapter, steering and training share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+# The first path that exists wins; the paths cover LLaVA-style (`model.vision_tower`) and Qwen2-VL-style
+# (`model.visual`) layouts, before and after transformers moved the parts under `.model`.
+PART_PATHS: dict[str, tuple[str, ...]] = {
+    "vision_tower": ("model.vision_tower", "model.visual", "vision_tower", "visual"),
+    "projector": ("model.multi_modal_projector", "model.visual.merger", "multi_modal_projector"),
+    "language_model": ("model.language_model", "language_model"),
+}
+
+
+def get_path(root: nn.Module, path: str) -> Any:
+    """`root.a.b.c` for path "a.b.c", or None where a link is missing."""
+    obj: Any = root
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def find_module(root: nn.Module, paths: Sequence[str]) -> Any:
+    """The module at the first of `paths` that exists under `root`, or None."""
+    for path in paths:
+        if (obj := get_path(root, path)) is not None:
+            return obj
+    return None
+
+
+def find_part(model: nn.Module, part: str) -> Any:
+    """The model's `part` (a key of PART_PATHS), or None where this family has none."""
+    if part not in PART_PATHS:
+        raise ValueError(f"unknown model part {part!r}; use one of {sorted(PART_PATHS)}")
+    return find_module(model, PART_PATHS[part])
+
+
+__all__ = ["PART_PATHS", "find_module", "find_part", "get_path"]
