@@ -14,14 +14,14 @@ import numpy as np
 
 def _metric(name: str):
     """(per-record counts, metric of their column sums) of a benchmark: POPE accuracy or CHAIR_i."""
-    from halluscope.benchmarks.world import CHAIR_FROM_SUMS, POPE_FROM_SUMS, chair_counts, pope_counts
+    from halluscope.tasks.world import CHAIR_FROM_SUMS, POPE_FROM_SUMS, chair_counts, pope_counts
 
     return (pope_counts, POPE_FROM_SUMS["accuracy"]) if "pope" in name else (chair_counts, CHAIR_FROM_SUMS["chair_i"])
 
 
 def stat(name: str, records: list[dict]) -> float:
     """POPE accuracy or CHAIR_i of a benchmark's records."""
-    from halluscope.benchmarks.world import metric_of
+    from halluscope.tasks.world import metric_of
 
     counts, fn = _metric(name)
     return metric_of(counts(records), fn)
@@ -36,7 +36,7 @@ def image_counts(name: str, groups: dict, keys: list) -> np.ndarray:
 def paired_diff_ci(a: dict, b: dict, name: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, list[float]]:
     """stat(a) - stat(b) and its 95 % CI, resampling the images both arms share (dicts image -> records)."""
     from halluscope import metrics
-    from halluscope.benchmarks.world import metric_of
+    from halluscope.tasks.world import metric_of
 
     keys = sorted(set(a) & set(b))
     ca, cb = image_counts(name, a, keys), image_counts(name, b, keys)
@@ -55,7 +55,7 @@ def by_image(records: list[dict]) -> dict:
 
 
 def world_benches(world, pope_images: int, chair_images: int) -> list:
-    from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE
+    from halluscope.tasks.world import WorldCHAIR, WorldPOPE
     from halluscope.world import POPE_SPLITS
 
     return [WorldPOPE(world, s, n_images=pope_images) for s in POPE_SPLITS] + [WorldCHAIR(world, n_images=chair_images)]
@@ -64,9 +64,9 @@ def world_benches(world, pope_images: int, chair_images: int) -> list:
 def profile_checks(adapter, world, out: Path, pope_images: int, chair_images: int) -> tuple[list[dict], dict]:
     """The demo's four hallucination-profile checks of one model (POPE random and adversarial,
     CHAIR), evaluated into OUT (a rerun resumes); returns the checks and CHAIR's metrics."""
-    from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE
     from halluscope.report import hallucination_checks
     from halluscope.runner import run_benchmark
+    from halluscope.tasks.world import WorldCHAIR, WorldPOPE
 
     results = {}
     for bench in (WorldPOPE(world, "random", n_images=pope_images),
@@ -113,9 +113,17 @@ def evaluate_arms(models: dict[str, list[str]], out: Path, benches: list, refere
     return rows
 
 
-def write_table(out: Path, stem: str, meta: dict, rows: list[dict], reference: str | None = None) -> str:
-    """OUT/<stem>.json (meta + rows) and OUT/<stem>.md; returns the Markdown table."""
-    (out / f"{stem}.json").write_text(json.dumps(meta | {"reference": reference, "rows": rows}, indent=1))
+def model_hashes(models: dict[str, list[str]]) -> dict[str, str | None]:
+    """Model folder name -> hash of its weights, for every model of every arm (the provenance block)."""
+    from _provenance import model_hash
+
+    return {Path(p).name: model_hash(p) for paths in models.values() for p in paths}
+
+
+def write_table(out: Path, stem: str, rows: list[dict], reference: str | None = None) -> str:
+    """OUT/<stem>.md, the rows as a Markdown table (the JSON goes through `_provenance.write_result`);
+    returns the table."""
+    out.mkdir(parents=True, exist_ok=True)
     head = "| arm | benchmark | mean over seeds % | pooled 95 % CI | per seed | CHAIR_s %, recall %, words |"
     rule = "|---|---|---|---|---|---|"
     if reference:

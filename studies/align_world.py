@@ -4,10 +4,11 @@ then world POPE x3 (score mode) and CHAIR for every aligned model, plus the star
 Reports each arm's mean over seeds, a 95 % bootstrap CI over images pooled across seeds, and the
 paired difference to the starting model.
 
-    python benchmarks/align_world.py --model tiny --out runs/align [--seeds 0,1,2 --steps 200 --lr 2e-5]
+    python studies/align_world.py --model tiny --out runs/align [--seeds 0,1,2 --steps 200 --lr 2e-5]
 
 Everything resumes: aligned models in OUT/<arm>-s<seed>/, their evaluations in OUT/eval/...,
-the table in OUT/align.json and OUT/align.md.
+the table in OUT/align.md, and the results with their provenance in
+studies/results/align_world/<date>_<git sha>.json.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import _arms
+    from _provenance import write_result
 
     from halluscope import World, load_model
     from halluscope.training.align import AlignConfig, align
@@ -45,7 +47,10 @@ def main() -> None:
     rows = _arms.evaluate_arms(models, out, _arms.world_benches(world, args.pope_images, args.chair_images),
                                reference="start")
     meta = {"model": base, "steps": args.steps, "lr": args.lr, "n_pairs": args.n_pairs, "seeds": args.seeds}
-    print(_arms.write_table(out, "align", meta, rows, reference="start"))
+    print(_arms.write_table(out, "align", rows, reference="start"))
+    path = write_result("align_world", meta | {"reference": "start", "rows": rows},
+                        model_hash=_arms.model_hashes(models))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

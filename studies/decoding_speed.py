@@ -1,6 +1,6 @@
 """Decoding speed of greedy, VCD, ICD, M3ID and VDGD on the built-in model, measured in one run.
 
-    python benchmarks/decoding_speed.py --model tiny --batch-size 8 --reps 5 --out decoding_speed.json
+    python studies/decoding_speed.py --model tiny --batch-size 8 --reps 5
 
 Captions batches of world test images with every method, the methods taking turns batch by batch
 (in a rotating order) so that drift in the load of a shared machine hits all alike. Each timing
@@ -11,14 +11,13 @@ description >= 0.75x greedy), from each batch's fastest repetition and over all 
 modes measured in the same run: each method's own outputs up to each row's EOS (methods answer at
 different lengths, and a short answer spends its prefill on few tokens), and fixed length (EOS
 excluded until --max-new-tokens, as `generate(min_new_tokens=...)` does: equal work per method).
-Writes everything as JSON.
+Writes everything as JSON with its provenance to studies/results/decoding_speed/<date>_<git sha>.json
+(or --out).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -51,16 +50,18 @@ def main() -> None:
     parser.add_argument("--description-tokens", type=int, default=64, help="VDGD's longest description")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for the tiny model)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=Path("decoding_speed.json"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results file (default: studies/results/decoding_speed/<date>_<git sha>.json)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
+    from _provenance import model_hash, write_result
+
     import halluscope
     from halluscope import World
     from halluscope.decoding import get_method
     from halluscope.decoding.engine import eos_ids
-    from halluscope.runner import package_versions
     from halluscope.world import CAPTION_PROMPTS
 
     adapter = halluscope.load_model(args.model, device=args.device)
@@ -142,10 +143,9 @@ def main() -> None:
         "description_tokens": args.description_tokens, "describe_seconds": describe_seconds,
         "summary": summary, "ratio_tokens_per_s": ratios["best"], "ratio_tokens_per_s_all": ratios["all"],
         "per_rep": per_rep, "target": TARGET, "modes": MODE_TITLES,
-        "versions": package_versions() | {"machine": platform.machine()},
     }
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    path = write_result("decoding_speed", result, path=args.out, model_hash=model_hash(adapter.name))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

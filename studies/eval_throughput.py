@@ -6,9 +6,10 @@
    against 1 process, same benchmark, through the CLI.
 
 Runs alternate between the two arms (the machine is noisy) and the ratios of their median
-throughputs are printed and written as JSON.
+throughputs are printed and written as JSON with their provenance to
+studies/results/eval_throughput/<date>_<git sha>.json (or --out).
 
-    python benchmarks/eval_throughput.py [--model tiny] [--images 100] [--repeats 3] [--out eval_throughput.json]
+    python studies/eval_throughput.py [--model tiny] [--images 100] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -26,19 +27,20 @@ from pathlib import Path
 
 def pope_modes(model: str, images: int, repeats: int, batch_size: int) -> dict:
     from halluscope import World, load_model
-    from halluscope.benchmarks.world import WorldPOPE
     from halluscope.runner import run_benchmark
+    from halluscope.tasks.world import WorldPOPE
 
     adapter, world = load_model(model), World()
     rates: dict[str, list[float]] = {"score": [], "generate": []}
     for _ in range(repeats):
-        for mode in rates:
+        for mode, rate in rates.items():
             with tempfile.TemporaryDirectory() as out:
                 bench = WorldPOPE(world, "random", n_images=images, mode=mode)
                 res = run_benchmark(bench, adapter, out, batch_size=batch_size, progress=False)
-                rates[mode].append(res["timing"]["samples_per_second"])
+                rate.append(res["timing"]["samples_per_second"])
     med = {k: statistics.median(v) for k, v in rates.items()}
-    return {"samples_per_second": rates, "median": med, "score_over_generate": med["score"] / med["generate"]}
+    return {"model_path": adapter.name, "samples_per_second": rates, "median": med,
+            "score_over_generate": med["score"] / med["generate"]}
 
 
 def processes(model: str, images: int, repeats: int, batch_size: int) -> dict:
@@ -71,15 +73,19 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=100, help="POPE images (6 questions each)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--out", default="eval_throughput.json")
+    ap.add_argument("--out", default=None,
+                    help="results file (default: studies/results/eval_throughput/<date>_<git sha>.json)")
     args = ap.parse_args()
+    from _provenance import model_hash, write_result
+
     result = {"model": args.model, "images": args.images, "batch_size": args.batch_size, "cpus": os.cpu_count(),
               "pope_modes": pope_modes(args.model, args.images, args.repeats, args.batch_size),
               "processes": processes(args.model, args.images, args.repeats, args.batch_size)}
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    path = write_result("eval_throughput", result, path=args.out,
+                        model_hash=model_hash(result["pope_modes"]["model_path"]))
     print(f"POPE fast scoring vs generation: {result['pope_modes']['score_over_generate']:.2f}x the questions per second")
     print(f"runner, 2 processes vs 1 process: {result['processes']['two_over_one']:.2f}x the samples per second")
-    print(f"wrote {args.out}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

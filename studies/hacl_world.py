@@ -7,12 +7,13 @@ connector-alignment stage: stage 0's word targets do its job). Then world POPE x
 mode) and CHAIR for every model, each arm's mean over seeds with a 95 % bootstrap CI over images
 pooled across seeds, and HACL's paired difference to no-HACL.
 
-    python benchmarks/hacl_world.py --out runs/hacl [--seeds 0,1,2]
+    python studies/hacl_world.py --out runs/hacl [--seeds 0,1,2]
 
 Models go to OUT/<arm>-s<seed>/ (each stage resumes; the two arms of a seed share one stage 0,
 copied from whichever trained it first, so both start from the same vision tower), evaluations to
-OUT/eval/<arm>-s<seed>/, the table to OUT/hacl.json and OUT/hacl.md. `--train-only` trains the
-listed arms and seeds and stops, so that the work can be split between runs.
+OUT/eval/<arm>-s<seed>/, the table to OUT/hacl.md and the results with their provenance to
+studies/results/hacl_world/<date>_<git sha>.json. `--train-only` trains the listed arms and seeds and
+stops, so that the work can be split between runs.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import _arms
+    from _provenance import write_result
 
     from halluscope import World
     from halluscope.models.tiny import TinyConfig
-    from halluscope.runner import package_versions
     from halluscope.training.hacl import HACLConfig, train_tiny_hacl
     from halluscope.training.sft import TrainConfig
 
@@ -63,8 +64,11 @@ def main() -> None:
     rows = _arms.evaluate_arms(models, out, _arms.world_benches(world, args.pope_images, args.chair_images),
                                reference="no-hacl")
     meta = {"seeds": args.seeds, "hacl_steps": steps, "knobs": world.config.to_dict(), "train": TrainConfig().to_dict(),
-            "tiny": TinyConfig().to_dict(), "versions": package_versions()}
-    print(_arms.write_table(out, "hacl", meta, rows, reference="no-hacl"))
+            "tiny": TinyConfig().to_dict()}
+    print(_arms.write_table(out, "hacl", rows, reference="no-hacl"))
+    path = write_result("hacl_world", meta | {"reference": "no-hacl", "rows": rows},
+                        model_hash=_arms.model_hashes(models))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@ POPE random / popular / adversarial (score mode: yes vs no under the method's fi
 and CHAIR on detailed captions, with 95 % bootstrap confidence intervals over images, and the
 difference to greedy and to sampling at temperature 1 with a paired bootstrap CI (same images).
 
-    python benchmarks/methods_world.py --model tiny --out runs/methods [--pope-images 300 --chair-images 500]
+    python studies/methods_world.py --model tiny --out runs/methods [--pope-images 300 --chair-images 500]
 
 Each arm's per-sample JSONL and results go to OUT/<arm>/ (a rerun resumes); the table goes to
-OUT/methods.json and OUT/methods.md. VTI arms need directions: `--directions FILE` (fitted with
+OUT/methods.md, the results with their provenance to studies/results/methods_world/<date>_<git sha>.json. VTI arms need directions: `--directions FILE` (fitted with
 `halluscope steer fit`), or they are fitted into OUT/directions.safetensors first.
 """
 
@@ -42,10 +42,11 @@ def main() -> None:
     args = ap.parse_args()
 
     import _arms
+    from _provenance import model_hash, write_result
 
     from halluscope import World, load_model
-    from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE
     from halluscope.runner import read_jsonl, run_benchmark
+    from halluscope.tasks.world import WorldCHAIR, WorldPOPE
     from halluscope.world import POPE_SPLITS
 
     out = Path(args.out)
@@ -101,8 +102,13 @@ def main() -> None:
                 row[f"vs_{base}"] = _arms.paired_diff_ci(grouped(folder, name), grouped(folders[(base, name)], name),
                                                          name)
         table.append(row)
-    (out / "methods.json").write_text(json.dumps({"model": adapter.name, "pope_images": args.pope_images,
-                                                  "chair_images": args.chair_images, "rows": table}, indent=1))
+    fit_seconds = out / "directions.fit_seconds"  # written when the directions were fitted into OUT
+    fitted_here = args.directions is None and fit_seconds.exists()
+    result = {"model": adapter.name, "pope_images": args.pope_images, "chair_images": args.chair_images,
+              "directions": str(directions) if directions else None,
+              "directions_fit_seconds": float(fit_seconds.read_text()) if fitted_here else None,
+              "rows": table}
+    path = write_result("methods_world", result, model_hash=model_hash(adapter.name))
     lines = ["| arm | benchmark | value % [95 % CI] | vs greedy (points) | vs sample T=1 (points) |", "|---|---|---|---|---|"]
     for r in table:
         key = "accuracy" if "pope" in r["benchmark"] else "chair_i"
@@ -112,6 +118,7 @@ def main() -> None:
                      f"{100 * r['ci95'][1]:.1f}] | {diff['greedy']} | {diff['sample']} |")
     (out / "methods.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
 """One variant of the built-in model's training recipe on one seed, then the demo's four checks: how
-the frozen-tower recipe was found (2026-11-30, `benchmarks/results/recipe_probes.json`).
+the frozen-tower recipe was found (2026-11-30, `studies/results/recipe_probes/recipe_probes.json`).
 
     # fresh stages 0 and 1, then instruction tuning with TrainConfig overrides
-    python benchmarks/recipe_probe.py --out runs/probe/cand3 --seed 2 --stage0-steps 900 --stage1-steps 300 \\
+    python studies/recipe_probe.py --out runs/probe/cand3 --seed 2 --stage0-steps 900 --stage1-steps 300 \\
         --train steps=1000,batch_size=32,vision_lr_scale=0
     # or start from the stages a `hacl_world.py` run stored (OUT/no-hacl-s2/stage1.safetensors)
-    python benchmarks/recipe_probe.py --out runs/probe/b32 --seed 2 --start runs/hacl/no-hacl-s2/stage1.safetensors \\
+    python studies/recipe_probe.py --out runs/probe/b32 --seed 2 --start runs/hacl/no-hacl-s2/stage1.safetensors \\
         --train steps=1400,batch_size=32,vision_lr_scale=1
 
 Unlike `recipe_seeds.py` it does not go through `train_tiny`, so any stage can be varied or reused;
-the stages themselves are the same functions. Writes OUT/model/, OUT/eval/ and OUT/summary.json
-(arguments, stage times and losses, the checks). The probes of 2026-11-30 ran two at a time with
-one torch thread each.
+the stages themselves are the same functions. Writes OUT/model/, OUT/eval/ and the summary
+(arguments, stage times and losses, the checks) with its provenance to
+studies/results/recipe_probes/<date>_<git sha>.json. The probes of 2026-11-30 ran two at a time
+with one torch thread each.
 """
 
 from __future__ import annotations
@@ -37,13 +38,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import _arms
+    from _provenance import model_hash, parse_kv, write_result
     from safetensors.torch import load_file
 
     from halluscope import World, load_model
-    from halluscope.cli import parse_kv
     from halluscope.models import MARKER
     from halluscope.models.tiny import build_model, build_processor
-    from halluscope.runner import package_versions
     from halluscope.training.hacl import HACLConfig, hacl_align
     from halluscope.training.sft import TrainConfig, pretrain_vision, train
 
@@ -51,7 +51,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     processor = build_processor(world)
     model = build_model(processor, seed=args.seed)
-    summary: dict = {"args": vars(args), "versions": package_versions()}
+    summary: dict = {"args": vars(args)}
     if args.start:
         model.load_state_dict(load_file(args.start))
     else:
@@ -75,7 +75,8 @@ def main() -> None:
     checks, chair = _arms.profile_checks(load_model(str(out / "model")), world, out / "eval", args.pope_images,
                                          args.chair_images)
     summary |= {"checks": checks, "chair_i": chair["chair_i"]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    path = write_result("recipe_probes", summary, model_hash=model_hash(out / "model"))
+    print(f"wrote {path}")
     if log["loss"]:
         print(f"final loss {log['loss'][-1][1]:.3f}")
     for c in summary["checks"]:

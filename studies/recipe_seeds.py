@@ -2,14 +2,15 @@
 Trains the default recipe (every stage, from scratch) with several training seeds and runs the
 demo's checks on each model, at the demo's benchmark sizes.
 
-    python benchmarks/recipe_seeds.py --out runs/recipe [--seeds 0,1,2 --train key=value,...]
+    python studies/recipe_seeds.py --out runs/recipe [--seeds 0,1,2 --train key=value,...]
 
 `--train` overrides TrainConfig fields (e.g. steps=1000,batch_size=32) to try another recipe,
 `--tiny` TinyConfig fields, `--knobs` the world's knobs (training and test).
 Models go to OUT/s<seed>/ (each stage resumes), evaluations to OUT/eval/s<seed>/, and a table of
 the four checks per seed, with the final loss, the seconds `train_log.json` records (instruction
-tuning; stage 0 too when the recipe has no stage 1) and the host's CPU, to
-OUT/recipe_seeds.json and OUT/recipe_seeds.md.
+tuning; stage 0 too when the recipe has no stage 1), to OUT/recipe_seeds.md, and the results with
+their provenance (command, commit, versions, CPU, model hashes) to
+studies/results/recipe_seeds/<date>_<git sha>.json.
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ def main() -> None:
     args = ap.parse_args()
 
     import _arms
+    from _provenance import model_hash, parse_kv, write_result
 
     from halluscope import World, load_model
-    from halluscope.cli import parse_kv
     from halluscope.models import train_tiny
     from halluscope.models.tiny import TinyConfig
-    from halluscope.runner import package_versions
     from halluscope.training.sft import TrainConfig
 
     out, world = Path(args.out), World(**parse_kv(args.knobs, "--knobs"))
@@ -61,8 +61,9 @@ def main() -> None:
     if args.train_only:
         return
     meta = {"seeds": args.seeds, "knobs": world.config.to_dict(), "train": TrainConfig(**overrides).to_dict(),
-            "tiny": tiny.to_dict(), "versions": package_versions()}
-    (out / "recipe_seeds.json").write_text(json.dumps(meta | {"rows": rows}, indent=1))
+            "tiny": tiny.to_dict()}
+    path = write_result("recipe_seeds", meta | {"rows": rows},
+                        model_hash={f"s{r['seed']}": model_hash(out / f"s{r['seed']}") for r in rows})
     lines = ["| seed | " + " | ".join(c["check"] for c in rows[0]["checks"]) + " | CHAIR_i % | recall % | "
              "final loss | train_log seconds |", "|---" * (len(rows[0]["checks"]) + 5) + "|"]
     for r in rows:
@@ -74,6 +75,7 @@ def main() -> None:
     table = "\n".join(lines) + "\n"
     (out / "recipe_seeds.md").write_text(table)
     print(table)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,18 @@
 """Greedy vs VTI generation speed on the built-in model, measured in one run.
 
-    python benchmarks/steering_speed.py --model tiny --batch-size 8 --reps 5 --out steering_speed.json
+    python studies/steering_speed.py --model tiny --batch-size 8 --reps 5
 
 Fits the directions first (timed; or loads them with --directions), then times greedy and VTI
 (greedy under the hooks) on the same batches of world test images, the two alternating batch by
 batch (and which goes first) so that drift in machine load hits both alike. Prints tokens/second
 of each and their ratio (target: VTI >= 0.9x greedy), from each batch's fastest repetition and
-over all repetitions, and writes everything as JSON.
+over all repetitions, and writes everything as JSON with its provenance to
+studies/results/steering_speed/<date>_<git sha>.json (or --out).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -43,14 +42,16 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=0.9)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for the tiny model)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=Path("steering_speed.json"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results file (default: studies/results/steering_speed/<date>_<git sha>.json)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    from _provenance import model_hash, write_result
+
     import halluscope
     from halluscope import World
     from halluscope.decoding import get_method
-    from halluscope.runner import package_versions
     from halluscope.steering import VTI, FitConfig, VTIConfig, fit_directions
     from halluscope.steering.method import load_directions
 
@@ -120,10 +121,9 @@ def main() -> None:
         "fit_seconds": fit_seconds, "summary": summary, "ratio_tokens_per_s": ratios["best"],
         "ratio_tokens_per_s_all": ratios["all"], "ratio_per_step": step_ratio,
         "per_rep": per_rep,
-        "versions": package_versions() | {"machine": platform.machine()},
     }
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    path = write_result("steering_speed", result, path=args.out, model_hash=model_hash(adapter.name))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

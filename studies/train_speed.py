@@ -1,6 +1,6 @@
 """Where a training step of the built-in model spends its time, on this machine, now.
 
-    python benchmarks/train_speed.py [--batches 6 --reps 3]
+    python studies/train_speed.py [--batches 6 --reps 3]
 
 Builds a freshly initialised built-in model and `--batches` real training batches, then reports:
 the cost of building one batch (the DataLoader worker's job), the padding in a batch, and the
@@ -9,7 +9,8 @@ prebuilt (compute only) and built by a DataLoader worker alongside (as `train` r
 tower as the default recipe has it (frozen) and the other way (trained); and the seconds per stage-0 step (vision
 tower and projector on `vision_batch_size` images, rendering included). Variants are
 interleaved pass by pass, so a noisy machine affects them alike; each figure is the median step
-over `--reps` passes. Writes the figures as JSON to `--out`.
+over `--reps` passes. Writes the figures as JSON with their provenance to
+studies/results/train_speed/<date>_<git sha>.json (or `--out`).
 """
 
 from __future__ import annotations
@@ -19,19 +20,19 @@ import itertools
 import json
 import statistics
 import time
-from pathlib import Path
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batches", type=int, default=6)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--out", default="runs/speed/train_speed.json")
+    ap.add_argument("--out", default=None, help="results file (default: studies/results/train_speed/<date>_<git sha>.json)")
     args = ap.parse_args()
 
     from dataclasses import replace
 
     import torch
+    from _provenance import write_result
 
     from halluscope import World
     from halluscope.models.tiny import build_model, build_processor
@@ -93,9 +94,8 @@ def main() -> None:
         "vision_tower_in_instruction_tuning": "trained" if tower_trains else "frozen",
         "seconds_per_step": {k: round(statistics.median(v), 3) for k, v in times.items()},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+    print(f"wrote {write_result('train_speed', result, path=args.out)}")
 
 
 if __name__ == "__main__":
