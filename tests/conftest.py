@@ -1,9 +1,49 @@
+import os
+from functools import cache
+
 import pytest
 import torch
 
 import halluscope
 from halluscope import World
 from tiny_vlms import BUILDERS
+
+# NLTK's data (about 40 MB) is not in the repository: the tests that need it run where nltk finds it
+# (NLTK_DATA, or where `nltk.downloader` puts it) and skip elsewhere, saying how to get it.
+NLTK_RESOURCES = {
+    "punkt_tab": "tokenizers/punkt_tab/english/",
+    "averaged_perceptron_tagger_eng": "taggers/averaged_perceptron_tagger_eng/",
+    "wordnet": "corpora/wordnet",
+}
+NLTK_HOWTO = ("get it with `python -m nltk.downloader punkt_tab averaged_perceptron_tagger_eng wordnet` "
+              "or set NLTK_DATA to a folder that holds it")
+
+
+@cache
+def missing_nltk_data() -> str | None:
+    """Why the NLTK tests cannot run here, or None when every resource they need is found."""
+    try:
+        import nltk
+    except ImportError:
+        return "nltk is not installed: pip install -e '.[test]'"
+    paths = [p for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p] + list(nltk.data.path)
+    missing = []
+    for name, resource in NLTK_RESOURCES.items():
+        try:
+            nltk.data.find(resource, paths=paths)
+        except LookupError:
+            missing.append(name)
+    if missing:
+        return f"needs NLTK data ({', '.join(missing)} not found); {NLTK_HOWTO}"
+    return None
+
+
+@pytest.fixture
+def nltk_data():
+    """Skips the test unless NLTK and its data are here (parity-mode CHAIR and AMBER)."""
+    reason = missing_nltk_data()
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Hand-computed cases for every metric formula and parser variant."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,13 +8,8 @@ import pytest
 from halluscope import metrics
 from halluscope.benchmarks.world import world_vocabulary
 
-NLTK_DATA = Path(__file__).resolve().parents[2] / "shared/data/nltk_data"
-
-
-@pytest.fixture
-def nltk_data(monkeypatch):
-    assert NLTK_DATA.is_dir(), f"parity tests need the NLTK data in {NLTK_DATA}"
-    monkeypatch.setenv("NLTK_DATA", str(NLTK_DATA))
+# Tests of NLTK parity mode take the `nltk_data` fixture (conftest.py), which skips them where NLTK's
+# data is not found.
 
 
 # --- POPE -------------------------------------------------------------------------------------------

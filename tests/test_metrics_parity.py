@@ -1,5 +1,9 @@
-"""The metrics reproduce published figures from the real benchmark files in ../shared/data."""
+"""The metrics reproduce published figures from the real benchmark files in tests/data (sources and
+licences in tests/data/README.md) and POPE's question files that ship with the package. The tests
+of NLTK parity mode take the `nltk_data` fixture (conftest.py): they skip where NLTK's data is not
+found."""
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -7,14 +11,9 @@ from pathlib import Path
 import pytest
 
 from halluscope import metrics
+from halluscope.tasks.real import POPE_FILES
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data"
-
-
-@pytest.fixture(autouse=True)
-def shared_data(monkeypatch):
-    assert DATA.is_dir(), f"parity tests read the real benchmark files in {DATA}"
-    monkeypatch.setenv("NLTK_DATA", str(DATA / "nltk_data"))
+DATA = Path(__file__).with_name("data")
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -33,10 +32,15 @@ def chair_gt():
     return metrics.load_gt_objects(DATA / "chair/gt_objects_pattern.json")
 
 
-@pytest.mark.parametrize("run", sorted(PUBLISHED_CHAIR))
-def test_chair_reproduces_published_figures(run, chair_gt):
+def _captions(run: str) -> list[dict]:
     captions = _jsonl(DATA / f"chair/captions/llava-1.5_{run}.jsonl")
     assert len(captions) == 500
+    return captions
+
+
+@pytest.mark.parametrize("run", sorted(PUBLISHED_CHAIR))
+def test_chair_reproduces_published_figures(run, chair_gt, nltk_data):
+    captions = _captions(run)
     m = metrics.chair(captions, chair_gt)  # parity=True: NLTK, as OPERA's chair.py
     assert m["backend"] == "nltk" and m["n"] == 500
     assert (round(100 * m["chair_s"], 1), round(100 * m["chair_i"], 1)) == PUBLISHED_CHAIR[run]
@@ -44,15 +48,24 @@ def test_chair_reproduces_published_figures(run, chair_gt):
     shuffled = captions[::-1]
     assert metrics.chair(shuffled, chair_gt)["chair_i"] == m["chair_i"]
 
+    # the built-in mode stays this close to NLTK's on real captions (docs/metrics.md)
     b = metrics.chair(captions, chair_gt, parity=False)
-    assert b["backend"] == "builtin"
-    assert (round(100 * b["chair_s"], 1), round(100 * b["chair_i"], 1)) == BUILTIN_CHAIR[run]
     assert abs(b["chair_i"] - m["chair_i"]) < 0.002 and abs(b["chair_s"] - m["chair_s"]) < 0.005
     assert abs(b["recall"] - m["recall"]) < 0.005 and abs(b["mean_length"] - m["mean_length"]) < 0.1
 
 
-def test_chair_greedy_details(chair_gt):
-    captions = _jsonl(DATA / "chair/captions/llava-1.5_greedy.jsonl")
+@pytest.mark.parametrize("run", sorted(BUILTIN_CHAIR))
+def test_chair_builtin_mode_reproduces_its_documented_figures(run, chair_gt):
+    # needs no NLTK data, so it runs on every clone
+    captions = _captions(run)
+    b = metrics.chair(captions, chair_gt, parity=False)
+    assert b["backend"] == "builtin" and b["n"] == 500
+    assert (round(100 * b["chair_s"], 1), round(100 * b["chair_i"], 1)) == BUILTIN_CHAIR[run]
+    assert metrics.chair(captions[::-1], chair_gt, parity=False)["chair_i"] == b["chair_i"]
+
+
+def test_chair_greedy_details(chair_gt, nltk_data):
+    captions = _captions("greedy")
     m = metrics.chair(captions, chair_gt)
     first = m["per_sample"][0]  # image 226988: "a woman sitting at a dining table ... a bench ... two bottles"
     assert first["image_id"] == 226988
@@ -90,6 +103,23 @@ def test_mme_hallucination_total():
 
 # --- POPE: answers matched to labels by question_id ---------------------------------------------------
 
+# POPE's COCO question files as RUCAIBox/POPE@3df3ba1 output/coco/ publishes them; the package ships
+# them (tasks/data/pope/) and the tests below read those very copies.
+POPE_SHA256 = {
+    "random": "ac25245170b975a5bdf9080b23fd431dfe6be458bc038259c1f4f09a6bef7994",
+    "popular": "72c1a8ad45d0c13514f5f22598261df41d3b533854d29682e924db50ed8aa753",
+    "adversarial": "420b3407db1fa9f1187a805dca41cb7b97fd91504e6c2179706188c107fb8ef8",
+}
+# The first published random split (2,910 questions), still used by LLaVA-1.5 and OPERA.
+LEGACY_POPE = DATA / "pope/legacy_2910/coco_pope_random.json"
+
+
+def test_packaged_pope_files_are_the_published_ones():
+    assert sorted(POPE_FILES) == sorted(POPE_SHA256)
+    for split, path in POPE_FILES.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == POPE_SHA256[split], path
+
+
 def _answers(questions: list[dict]) -> dict:
     """Deterministic free-text answers: right except every 7th question (wrong) and every 11th (a
     'Yes.'-prefixed hedge that the official parser reads as yes)."""
@@ -113,9 +143,9 @@ def _expected(questions: list[dict], answers: dict) -> tuple[int, int, int, int]
     return tp, fp, tn, fn
 
 
-@pytest.mark.parametrize("split", ["legacy_2910/coco_pope_random.json", "coco_pope_random.json"])
+@pytest.mark.parametrize("split", ["legacy_2910", "random"])
 def test_pope_real_files_align_answers_by_id(split, tmp_path):
-    questions = metrics.load_pope_questions(DATA / "pope" / split)
+    questions = metrics.load_pope_questions(LEGACY_POPE if split == "legacy_2910" else POPE_FILES[split])
     labels = metrics.pope_labels(questions)
     answers = _answers(questions)
     # an answers file in LLaVA's format, written in shuffled order
@@ -138,8 +168,8 @@ def test_pope_real_files_align_answers_by_id(split, tmp_path):
 
 
 def test_pope_answers_for_the_current_file_do_not_fit_the_legacy_labels():
-    current = metrics.load_pope_questions(DATA / "pope/coco_pope_random.json")
-    legacy = metrics.load_pope_questions(DATA / "pope/legacy_2910/coco_pope_random.json")
+    current = metrics.load_pope_questions(POPE_FILES["random"])
+    legacy = metrics.load_pope_questions(LEGACY_POPE)
     with pytest.raises(ValueError, match=r"without a label for 90 \['2911', '2912'"):
         metrics.pope(_answers(current), metrics.pope_labels(legacy))
 
@@ -147,7 +177,7 @@ def test_pope_answers_for_the_current_file_do_not_fit_the_legacy_labels():
 def test_pope_mean_f1_over_the_three_splits():
     results = {}
     for split in ("random", "popular", "adversarial"):
-        questions = metrics.load_pope_questions(DATA / f"pope/coco_pope_{split}.json")
+        questions = metrics.load_pope_questions(POPE_FILES[split])
         results[split] = metrics.pope(_answers(questions), metrics.pope_labels(questions))
     f1 = [r["f1"] for r in results.values()]
     assert all(0.8 < x < 0.95 for x in f1)
@@ -161,16 +191,18 @@ def amber_annotations():
     return metrics.load_amber_annotations(DATA / "amber/annotations.json")
 
 
-def test_amber_real_annotations_generative(amber_annotations):
+@pytest.mark.parametrize("parity", [True, False])
+def test_amber_real_annotations_generative(amber_annotations, parity, request):
+    if parity:
+        request.getfixturevalue("nltk_data")
     # image 1: truth sky, forest, grass, person, lake, mountain, road; likely hallucinations cloud, sun,
     # bird, dog, flower. Nouns that are AMBER words: person, lake, mountain, dog, grass.
     response = "A person stands by a lake below a mountain, and a dog runs on the grass."
-    for parity in (True, False):
-        m = metrics.amber([{"id": 1, "response": response}], amber_annotations, parity=parity)
-        assert m["chair"] == pytest.approx(1 / 5)  # dog
-        assert m["cover"] == pytest.approx(4 / 7)
-        assert m["hal"] == 1.0
-        assert m["cog"] == pytest.approx(1 / 5)
+    m = metrics.amber([{"id": 1, "response": response}], amber_annotations, parity=parity)
+    assert m["chair"] == pytest.approx(1 / 5)  # dog
+    assert m["cover"] == pytest.approx(4 / 7)
+    assert m["hal"] == 1.0
+    assert m["cog"] == pytest.approx(1 / 5)
 
 
 def test_amber_real_annotations_discriminative(amber_annotations, monkeypatch):

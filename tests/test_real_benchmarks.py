@@ -1,7 +1,7 @@
 """The published benchmarks (POPE, CHAIR, AMBER, MME) end to end through the runner and the CLI:
-the real question and ground-truth files from ../shared/data, stand-in images written here under
-the names the benchmarks expect, the micro random model. The metrics themselves are checked
-against the official figures in test_metrics_parity.py."""
+the real question and ground-truth files from tests/data and the package, stand-in images written
+here under the names the benchmarks expect, the micro random model. The metrics themselves are
+checked against the official figures in test_metrics_parity.py."""
 
 from __future__ import annotations
 
@@ -14,23 +14,18 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from halluscope import World
-from halluscope.benchmarks import make_benchmark
 from halluscope.runner import read_jsonl, run_benchmark
+from halluscope.tasks import make_benchmark
+from halluscope.tasks.real import POPE_FILES
 
 from micro_eval import micro_adapter
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is not here")
+DATA = Path(__file__).with_name("data")
 
 
 @pytest.fixture(scope="module")
 def adapter():
     return micro_adapter(World(seed=0))
-
-
-@pytest.fixture(autouse=True)
-def nltk_data(monkeypatch):
-    monkeypatch.setenv("NLTK_DATA", str(SHARED / "nltk_data"))
 
 
 def write_images(folder: Path, names) -> Path:
@@ -51,7 +46,7 @@ def test_pope_on_packaged_questions(adapter, tmp_path, mode):
     with pytest.raises(FileNotFoundError, match="--images"):
         bench.samples()
     write_images(tmp_path / "img", {json.loads(line)["image"] for line in
-                                    (SHARED / "pope" / "coco_pope_adversarial.json").read_text().splitlines()[:12]})
+                                    POPE_FILES["adversarial"].read_text().splitlines()[:12]})
     res = run(bench, adapter, tmp_path / "out", 12)
     records = read_jsonl(tmp_path / "out" / "pope_adversarial.jsonl")
     assert [r["question_id"] for r in records] == list(range(1, 13))
@@ -67,26 +62,31 @@ def test_pope_missing_images_are_errors(adapter, tmp_path):
     assert "does not exist" in res["errors"][0]["error"]
 
 
-def test_chair_on_coco_ground_truth(adapter, tmp_path):
-    gt = json.loads((SHARED / "chair" / "gt_objects_pattern.json").read_text())
+@pytest.mark.parametrize("parity", [True, False])
+def test_chair_on_coco_ground_truth(adapter, tmp_path, parity, request):
+    if parity:
+        request.getfixturevalue("nltk_data")
+    gt = json.loads((DATA / "chair" / "gt_objects_pattern.json").read_text())
     some = dict(sorted(gt.items())[:3])
     (tmp_path / "gt.json").write_text(json.dumps(some))
     write_images(tmp_path / "img", [f"COCO_val2014_{int(i):012d}.jpg" for i in some])
     bench = make_benchmark("chair", images=str(tmp_path / "img"), data=str(tmp_path / "gt.json"))
-    bench.max_new_tokens = 16
+    bench.max_new_tokens, bench.parity = 16, parity
     res = run(bench, adapter, tmp_path / "out", None)
     assert res["n_samples"] == 3 and res["n_errors"] == 0
     assert {"chair_s", "chair_i", "recall"} <= set(res["metrics"])
+    assert res["metrics"]["backend"] == ("nltk" if parity else "builtin")
 
 
-def test_amber_generative_and_discriminative(adapter, tmp_path):
-    queries = json.loads((SHARED / "amber" / "query_all.json").read_text())
+def test_amber_generative_and_discriminative(adapter, tmp_path, nltk_data):
+    # these six entries of AMBER's query_all.json (see tests/data/README.md)
+    picked = json.loads((DATA / "amber" / "query_all_subset.json").read_text())
     ids = [1, 2, 1005, 1006, 1007, 1008]
-    picked = [q for q in queries if q["id"] in ids]
+    assert [q["id"] for q in picked] == ids
     data = tmp_path / "amber"
     data.mkdir()
     (data / "query_all.json").write_text(json.dumps(picked))
-    (data / "annotations.json").symlink_to(SHARED / "amber" / "annotations.json")
+    (data / "annotations.json").symlink_to(DATA / "amber" / "annotations.json")
     write_images(tmp_path / "img", {q["image"] for q in picked})
     bench = make_benchmark("amber", images=str(tmp_path / "img"), data=str(data))
     bench.max_new_tokens = 16
@@ -98,7 +98,7 @@ def test_amber_generative_and_discriminative(adapter, tmp_path):
 
 
 def test_mme_existence(adapter, tmp_path):
-    lines = (SHARED / "mme" / "existence.txt").read_text().splitlines()[:6]
+    lines = (DATA / "mme" / "existence.txt").read_text().splitlines()[:6]
     write_images(tmp_path / "img", {line.split("\t")[0] for line in lines})
     (tmp_path / "q.txt").write_text("\n".join(lines))
     res = run(make_benchmark("mme:existence", images=str(tmp_path / "img"), data=str(tmp_path / "q.txt")),
