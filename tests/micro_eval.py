@@ -7,7 +7,7 @@ import sys
 import torch
 
 from halluscope import World
-from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE
+from halluscope.tasks.world import WorldCHAIR, WorldPOPE
 from halluscope.models import VLMAdapter
 from halluscope.models.tiny import TinyConfig, build_model, build_processor
 from halluscope.runner import run_benchmark

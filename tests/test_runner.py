@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from halluscope.benchmarks.world import WorldCHAIR, WorldPOPE
+from halluscope.tasks.world import WorldCHAIR, WorldPOPE
 from halluscope.runner import read_jsonl, run_benchmark
 
 from micro_eval import benchmark, micro_adapter

@@ -1,6 +1,10 @@
 """Batched, resumable, data-parallel evaluation: one JSON line per finished sample, appended as it
 finishes; a rerun skips the ids already there; a results JSON records metrics, config, seed,
 versions, timing and errors.
+
+    run_benchmark(make_task("world-pope:adversarial"), adapter, "runs/m")   # one task into runs/m
+    run_tasks([make_task("pope_adv"), make_task("chair", ...)], adapter, "runs/m")  # runs/m/<task>/ each,
+                                                                            # and runs/m/results.json
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ from typing import Any
 
 from ._version import __version__
 from .images import load_image
+from .progress import progress as progress_bar
+from .tasks import Task, answer
+
+# Error records kept in a results JSON (all of them stay in the JSONL file); n_errors counts them all.
+ERRORS_KEPT = 20
 
 
 def package_versions() -> dict[str, str]:
@@ -22,9 +31,8 @@ def package_versions() -> dict[str, str]:
     import torch
     import transformers
 
-
-    # The CPU's vector extension and the thread count set the speed of a CPU run: this project's
-    # 2-core machine ran the same training half as fast on an AVX2-only host as on other days.
+    # The CPU's vector extension and the thread count set the speed of a CPU run, so a timing
+    # is comparable only with the same two.
     return {"halluscope": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "numpy": numpy.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads()}
@@ -80,10 +88,16 @@ def distributed_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def run_benchmark(benchmark, adapter, output_dir: str | Path, method: str = "greedy",
+def stem(task: Task) -> str:
+    """The file-name stem of a task's outputs: 'world-pope:random' -> 'world-pope_random'."""
+    return task.name.replace(":", "_")
+
+
+def run_benchmark(benchmark: Task, adapter, output_dir: str | Path, method: str = "greedy",
                   method_args: dict[str, Any] | None = None, batch_size: int = 16, limit: int | None = None,
                   seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Run `benchmark` (see `benchmarks/`) with `adapter` and `method`; returns the results.
+    """Run task `benchmark` (see `halluscope.tasks`) with `adapter` and `method`; returns the results,
+    also written to `<name>.results.json` beside the per-sample `<name>.jsonl` in `output_dir`.
 
     Under `accelerate launch --num_processes N` each process takes every N-th unfinished sample
     and appends to its own part file; rank 0 merges the parts into `<name>.jsonl` and scores.
@@ -97,50 +111,31 @@ def run_benchmark(benchmark, adapter, output_dir: str | Path, method: str = "gre
     method_args = dict(method_args or {})
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = benchmark.name.replace(":", "_")
-    results_path = out / f"{stem}.results.json"
+    name = stem(benchmark)
+    results_path = out / f"{name}.results.json"
     config = {"benchmark": benchmark.name, "model": adapter.name, "method": method, "method_args": method_args,
               "batch_size": batch_size, "limit": limit, "seed": seed, "num_processes": world_size}
     samples = benchmark.samples()
+    n_original = len(samples)
     if limit is not None:
         samples = samples[:limit]
-    finished = {r["id"] for r in _records(out, stem) if "error" not in r}
+    finished = {r["id"] for r in _records(out, name) if "error" not in r}
     if state:
         state.wait_for_everyone()  # every rank has read the same state before anyone writes
     pending = [s for s in samples if s["id"] not in finished]
-    todo = pending[rank::world_size]
-    part = out / f"{stem}.part-{rank}.jsonl"
+    part = out / f"{name}.part-{rank}.jsonl"
     _rewrite_whole_lines(part)
     torch.manual_seed(seed + rank)
+    label = f"{benchmark.name} [{method}]" + (f" rank 0 of {world_size}" if world_size > 1 else "")
     t0 = time.time()
-    bar = None
-    if progress and todo and rank == 0:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        label = f"{benchmark.name} [{method}]" + (f" rank 0 of {world_size}" if world_size > 1 else "")
-        bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        task = bar.add_task("eval", total=len(todo))
-        bar.start()
-    try:
-        with part.open("a") as f:
-            for batch in _chunks(todo, batch_size):
-                ok, errors = _load_images(batch)
-                records = benchmark.predict(adapter, ok, method, method_args) if ok else []
-                for record in errors + records:
-                    f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-                if bar is not None:
-                    bar.update(task, advance=len(batch))
-    finally:
-        if bar is not None:
-            bar.stop()
+    _append(benchmark, adapter, pending[rank::world_size], part, batch_size, method, method_args,
+            label if progress and rank == 0 else None)
     seconds = time.time() - t0
     if state:
         state.wait_for_everyone()
     results = None
     if rank == 0:
-        records = _merge(out, stem, samples)
+        records = _merge(out, name, samples)
         good = [r for r in records if "error" not in r]
         errors = [r for r in records if "error" in r]
         results = {
@@ -151,16 +146,73 @@ def run_benchmark(benchmark, adapter, output_dir: str | Path, method: str = "gre
             "timing": {"seconds_this_run": round(seconds, 3), "samples_this_run": len(pending),
                        "samples_per_second": round(len(pending) / seconds, 2) if pending and seconds > 0 else None},
             "n_samples": len(good),
+            "n_samples_original": n_original,
             "n_errors": len(errors),
-            "errors": errors[:20],
+            "errors": errors[:ERRORS_KEPT],
         }
         write_json(results_path, results)
-        (out / f"{stem}.done").write_text(str(len(good)))
+        (out / f"{name}.done").write_text(str(len(good)))
     if state:
         state.wait_for_everyone()
         if rank != 0:
             results = json.loads(results_path.read_text())
     return results
+
+
+def _append(task: Task, adapter, todo: list[dict[str, Any]], part: Path, batch_size: int, method: str,
+            method_args: dict[str, Any], label: str | None) -> None:
+    """Answer `todo` batch by batch, appending each batch's records to `part` and syncing it to disk
+    before the next, so a kill loses at most the batch in flight. `label`: show a progress bar."""
+    bar = progress_bar() if label and todo else None
+    if bar is not None:
+        bar_task = bar.add_task(label, total=len(todo))
+        bar.start()
+    try:
+        with part.open("a") as f:
+            for batch in _chunks(todo, batch_size):
+                ok, errors = _load_images(batch)
+                records = answer(task, adapter, ok, method, method_args) if ok else []
+                for record in errors + records:
+                    f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                if bar is not None:
+                    bar.update(bar_task, advance=len(batch))
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def run_tasks(tasks: list[Task], adapter, output_dir: str | Path, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    """`run_benchmark` for each task, into `output_dir/<task>/` (e.g. `runs/m/pope_adversarial/`), then
+    `output_dir/results.json` over all of them in lmms-eval's layout (`results`, `configs`, `versions`,
+    `n-samples`), which its dashboards and loggers read. Returns {task name: results}."""
+    out = Path(output_dir)
+    results = {t.name: run_benchmark(t, adapter, out / stem(t), **kwargs) for t in tasks}
+    state = distributed_state()
+    if state is None or state.is_main_process:
+        write_json(out / "results.json", lmms_eval_summary(results))
+    return results
+
+
+def lmms_eval_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """{task: run_benchmark's results} in lmms-eval's results layout: per task its scalar metrics as
+    "metric,none" (lmms-eval's metric,filter keys; no filter here), its config, version and sample counts;
+    then the run's config and halluscope's package versions."""
+    first = next(iter(results.values()), {"config": {}, "versions": {}})
+    run = {k: first["config"].get(k) for k in ("model", "method", "method_args", "batch_size", "limit", "seed")}
+    return {
+        "results": {name: {"alias": name, **{f"{k},none": v for k, v in r["metrics"].items()
+                                             if isinstance(v, int | float | str) and not isinstance(v, bool)}}
+                    for name, r in results.items()},
+        "configs": {name: r["config"] for name, r in results.items()},
+        "versions": {name: __version__ for name in results},
+        "n-samples": {name: {"original": r.get("n_samples_original", r["n_samples"]), "effective": r["n_samples"]}
+                      for name, r in results.items()},
+        "config": {**run, "model_args": f"pretrained={run['model']}", "gen_kwargs": run["method_args"]},
+        "package_versions": first["versions"],
+        "date": time.time(),
+    }
 
 
 def _records(out: Path, stem: str) -> list[dict[str, Any]]:

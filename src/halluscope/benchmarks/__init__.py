@@ -11,9 +11,15 @@ import sys
 import warnings
 
 from ..tasks import *  # noqa: F403
-from ..tasks import __all__  # noqa: F401
+from ..tasks import TASKS, __all__ as _tasks_all
+from ..tasks import _make_benchmark as make_benchmark
 
-warnings.warn("halluscope.benchmarks is deprecated: import halluscope.tasks instead", DeprecationWarning, stacklevel=2)
+warnings.warn("halluscope.benchmarks is deprecated: import halluscope.tasks instead (make_benchmark is "
+              "make_task, BENCHMARKS is task_names())", DeprecationWarning, stacklevel=2)
 
-for _name in ("answers", "real", "world"):
+BENCHMARKS = tuple(spec.pattern(family) for family, spec in TASKS.items())
+
+for _name in ("answers", "base", "real", "world"):
     globals()[_name] = sys.modules[f"{__name__}.{_name}"] = importlib.import_module(f"..tasks.{_name}", __name__)
+
+__all__ = ["BENCHMARKS", "make_benchmark", *_tasks_all]

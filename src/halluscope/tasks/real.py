@@ -1,9 +1,9 @@
 """Published benchmarks on real images: POPE, CHAIR, AMBER and MME (hallucination subsets).
 
-Each is data plus small pure functions, like the world's benchmarks: `samples()` lists what to
-run, with the image as a path into the folder the user passes (the runner loads it and records
-a missing or corrupt image as an error for that sample); `predict()` runs a batch through an
-adapter; `score()` calls the official-parity metric in `halluscope.metrics`.
+Each is a task (see `base.py`), like the world's: `samples()` lists what to run, with the image as
+a path into the folder the user passes (the runner loads it and records a missing or corrupt image
+as an error for that sample); `request()` says what to ask the model, `record()` keeps the answer;
+`score()` calls the official-parity metric in `halluscope.metrics`.
 
 Question files: POPE's COCO files ship with the package (MIT, from RUCAIBox/POPE output/coco);
 CHAIR needs COCO ground truth (annotation files or an image -> objects JSON), AMBER its data
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import metrics
-from .answers import yes_no_answers
+from .base import Request, TaskBase, generate, yes_no
 
 DATA = Path(__file__).with_name("data")
 POPE_FILES = {split: DATA / "pope" / f"coco_pope_{split}.json" for split in ("random", "popular", "adversarial")}
@@ -36,7 +36,7 @@ def _require(path: str | os.PathLike | None, what: str, option: str) -> Path:
 
 
 @dataclass
-class POPE:
+class POPE(TaskBase):
     """POPE (Li et al., EMNLP 2023) on COCO val2014: `split` names a packaged question file, or
     `questions` is any POPE file (the legacy 2,910-line one too). Answers are matched to labels by
     question_id; `parser` names the answer parser applied to generated text."""
@@ -59,9 +59,11 @@ class POPE:
         return [{"id": r["question_id"], "question_id": r["question_id"], "image": str(folder / r["image"]),
                  "text": r["text"], "label": r["label"]} for r in rows]
 
-    def predict(self, adapter, batch, method, method_args) -> list[dict]:
-        answers = yes_no_answers(adapter, batch, method, method_args, self.mode)
-        return [{"id": s["id"], "question_id": s["question_id"], "label": s["label"], **a} for s, a in zip(batch, answers)]
+    def request(self, sample: dict[str, Any]) -> Request:
+        return yes_no(sample["text"], self.mode)
+
+    def record(self, sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        return {"id": sample["id"], "question_id": sample["question_id"], "label": sample["label"], **answer}
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         preds = {r["question_id"]: r.get("raw", r["prediction"]) for r in records}
@@ -69,7 +71,7 @@ class POPE:
 
 
 @dataclass
-class CHAIR:
+class CHAIR(TaskBase):
     """CHAIR (Rohrbach et al., EMNLP 2018) on COCO images: captions from DESCRIBE, scored against
     `gt`: an image_id -> objects JSON, or a folder with COCO's instances_val2014.json and
     captions_val2014.json (the objects CHAIR builds from both). Images are
@@ -86,7 +88,8 @@ class CHAIR:
 
     def ground_truth(self) -> dict[str, list[str]]:
         if not hasattr(self, "_gt"):
-            gt = _require(self.gt, "CHAIR needs COCO ground truth", "--data (an image->objects JSON or a COCO annotations folder)")
+            gt = _require(self.gt, "CHAIR needs COCO ground truth",
+                          "--data (an image->objects JSON or a COCO annotations folder)")
             if gt.is_dir():
                 self._gt = metrics.coco_gt_objects(gt / "instances_val2014.json", gt / "captions_val2014.json",
                                                    parity=self.parity)
@@ -99,10 +102,11 @@ class CHAIR:
         return [{"id": i, "image": str(folder / self.filename.format(image_id=int(i)))}
                 for i in sorted(self.ground_truth(), key=int)]
 
-    def predict(self, adapter, batch, method, method_args) -> list[dict]:
-        caps = adapter.generate([s["image"] for s in batch], [self.prompt] * len(batch), method=method,
-                                max_new_tokens=self.max_new_tokens, **method_args)
-        return [{"id": s["id"], "image_id": s["id"], "caption": c} for s, c in zip(batch, caps)]
+    def request(self, sample: dict[str, Any]) -> Request:
+        return generate(self.prompt, self.max_new_tokens)
+
+    def record(self, sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        return {"id": sample["id"], "image_id": sample["id"], "caption": answer["text"]}
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         out = metrics.chair(records, self.ground_truth(), parity=self.parity)
@@ -115,7 +119,7 @@ AMBER_QUERIES = {"generative": "query_generative.json", "discriminative": "query
 
 
 @dataclass
-class AMBER:
+class AMBER(TaskBase):
     """AMBER (Wang et al., 2023): `data` is AMBER's data folder (annotations.json and the query
     files); generative queries are answered by captions, discriminative ones by yes/no."""
 
@@ -137,19 +141,13 @@ class AMBER:
         queries = json.loads(_require(data / AMBER_QUERIES[self.kind], "AMBER query file", "--data DIR").read_text())
         return [{"id": q["id"], "image": str(folder / q["image"]), "query": q["query"]} for q in queries]
 
-    def predict(self, adapter, batch, method, method_args) -> list[dict]:
-        out: dict[Any, str] = {}
-        gen = [s for s in batch if not _is_yes_no(s["query"])]
-        if gen:
-            texts = adapter.generate([s["image"] for s in gen], [s["query"] for s in gen], method=method,
-                                     max_new_tokens=self.max_new_tokens, **method_args)
-            out.update({s["id"]: t for s, t in zip(gen, texts)})
-        yn = [s for s in batch if _is_yes_no(s["query"])]
-        if yn:
-            answers = yes_no_answers(adapter, yn, method, method_args, self.mode, key="query")
-            # AMBER's scorer reads exactly "Yes" / "No"; generated text is kept as it is.
-            out.update({s["id"]: a.get("raw", a["prediction"].capitalize()) for s, a in zip(yn, answers)})
-        return [{"id": s["id"], "response": out[s["id"]]} for s in batch]
+    def request(self, sample: dict[str, Any]) -> Request:
+        if _is_yes_no(sample["query"]):
+            return yes_no(sample["query"], self.mode)
+        return generate(sample["query"], self.max_new_tokens)
+
+    def record(self, sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        return {"id": sample["id"], "response": _response(answer)}
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         annotations = _require(self.data, "AMBER", "--data DIR") / "annotations.json"
@@ -160,8 +158,16 @@ def _is_yes_no(query: str) -> bool:
     return not query.startswith("Describe")
 
 
+def _response(answer: dict[str, Any]) -> str:
+    """The text AMBER's and MME's scorers read: generated text as it is; a scored yes/no as exactly
+    "Yes" / "No"."""
+    if "text" in answer:
+        return answer["text"]
+    return answer.get("raw", answer["prediction"].capitalize())
+
+
 @dataclass
-class MME:
+class MME(TaskBase):
     """MME's hallucination subsets (existence, count, position, color): `data` is the subtask's
     question file in MME's eval-tool format (image, question, answer tab-separated), or its
     release folder (`<image>.txt` files of question/answer lines beside the images)."""
@@ -180,8 +186,8 @@ class MME:
         if data.is_dir():
             rows = []
             for txt in sorted(data.rglob("*.txt")):
-                image = next((p for p in txt.parent.parent.rglob(txt.stem + ".*") if p.suffix.lower() in (".jpg", ".png")),
-                             txt.with_suffix(".jpg"))
+                found = (p for p in txt.parent.parent.rglob(txt.stem + ".*") if p.suffix.lower() in (".jpg", ".png"))
+                image = next(found, txt.with_suffix(".jpg"))
                 rows += [(image.name, *line.split("\t")[:2]) for line in txt.read_text().splitlines() if line.strip()]
             return rows
         return [tuple(line.split("\t")[:3]) for line in data.read_text().splitlines() if line.strip()]
@@ -193,10 +199,12 @@ class MME:
         return [{"id": f"{image}#{question}", "image": str(folder / image), "image_name": image,
                  "question": question, "answer": answer} for image, question, answer in self._rows()]
 
-    def predict(self, adapter, batch, method, method_args) -> list[dict]:
-        answers = yes_no_answers(adapter, batch, method, method_args, self.mode, key="question")
-        return [{"id": s["id"], "image": s["image_name"], "question": s["question"], "answer": s["answer"],
-                 "response": a.get("raw", a["prediction"].capitalize())} for s, a in zip(batch, answers)]
+    def request(self, sample: dict[str, Any]) -> Request:
+        return yes_no(sample["question"], self.mode)
+
+    def record(self, sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        return {"id": sample["id"], "image": sample["image_name"], "question": sample["question"],
+                "answer": sample["answer"], "response": _response(answer)}
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         return metrics.mme(records)

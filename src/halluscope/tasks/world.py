@@ -1,7 +1,7 @@
 """The world's versions of POPE and CHAIR, scored against exact ground truth.
 
-A benchmark is data plus small pure functions: `samples()` lists what to run (each with an `id`),
-`predict()` runs a batch through an adapter, `score()` turns the finished records into metrics.
+Each is a task (see `base.py`): `samples()` lists what to run (each with an `id`), `request()` says
+what to ask the model, `record()` keeps the answer, `score()` turns the finished records into metrics.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from .. import metrics
-from .answers import yes_no_answers
 from ..world import CAPTION_PROMPTS, CLASSES, PLURALS, World
+from .base import Request, TaskBase, generate, yes_no
 
 
 def world_vocabulary() -> dict[str, str]:
@@ -73,7 +73,7 @@ def _with_ci(counts: np.ndarray, fn) -> dict[str, Any]:
 
 
 @dataclass
-class WorldPOPE:
+class WorldPOPE(TaskBase):
     """POPE on the world's test images (per image 3 present + 3 absent objects)."""
 
     world: World
@@ -88,10 +88,13 @@ class WorldPOPE:
     def samples(self) -> list[dict[str, Any]]:
         return [dict(q, id=q["question_id"]) for q in self.world.pope(self.split, self.n_images)]
 
-    def predict(self, adapter, batch: list[dict[str, Any]], method: str, method_args: dict) -> list[dict]:
-        answers = yes_no_answers(adapter, batch, method, method_args, self.mode)
-        return [{"id": s["id"], "question_id": s["question_id"], "image_id": s["image_id"], "object": s["object"],
-                 "label": s["label"], "breaks_bias": s["breaks_bias"], **a} for s, a in zip(batch, answers)]
+    def request(self, sample: dict[str, Any]) -> Request:
+        return yes_no(sample["text"], self.mode)
+
+    def record(self, sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        s = sample
+        return {"id": s["id"], "question_id": s["question_id"], "image_id": s["image_id"], "object": s["object"],
+                "label": s["label"], "breaks_bias": s["breaks_bias"], **answer}
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         records = sorted(records, key=lambda r: r["question_id"])
@@ -113,7 +116,7 @@ class WorldPOPE:
 
 
 @dataclass
-class WorldCHAIR:
+class WorldCHAIR(TaskBase):
     """CHAIR on captions of the world's test images, overall and on ordinary vs bias-breaking ones."""
 
     world: World
@@ -129,11 +132,12 @@ class WorldCHAIR:
         return [{"id": s.image_id, "image": s.image, "objects": s.truth.classes,
                  "breaks_bias": s.truth.breaks_bias} for s in self.world.sample("test", self.n_images)]
 
-    def predict(self, adapter, batch: list[dict[str, Any]], method: str, method_args: dict) -> list[dict]:
-        captions = adapter.generate([s["image"] for s in batch], [CAPTION_PROMPTS[self.style]] * len(batch),
-                                    method=method, max_new_tokens=self.max_new_tokens, **method_args)
-        return [{"id": s["id"], "caption": c, "objects": s["objects"], "breaks_bias": s["breaks_bias"]}
-                for s, c in zip(batch, captions)]
+    def request(self, sample: dict[str, Any]) -> Request:
+        return generate(CAPTION_PROMPTS[self.style], self.max_new_tokens)
+
+    def record(self, sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        return {"id": sample["id"], "caption": answer["text"], "objects": sample["objects"],
+                "breaks_bias": sample["breaks_bias"]}
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         out = _chair(records)
