@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 POPE_KEYS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "false_positive_rate")
@@ -15,32 +16,67 @@ def _ci(ci: list[float]) -> str:
     return f"[{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
-def hallucination_checks(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ProfileTargets:
+    """What the built-in model must show to be a useful laboratory: it perceives well, and it
+    hallucinates where and why large VLMs do (co-occurrence bias on POPE, bias-breaking scenes on CHAIR).
+    The demo checks these; tests read them too."""
+
+    pope_random_accuracy: float = field(default=0.85, metadata={"help": "POPE-random accuracy at least this"})
+    adversarial_gap: float = field(default=0.05, metadata={
+        "help": "POPE-adversarial accuracy at least this far below random (0.05: 5 points)"})
+    fp_ratio: float = field(default=2.0, metadata={
+        "help": "false-positive rate on co-occurring absent objects (adversarial) at least this times random's"})
+    chair_ratio: float = field(default=2.0, metadata={
+        "help": "CHAIR_i on bias-breaking images at least this times ordinary images'"})
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b; infinite when only b is 0, undefined (nan, which holds no check) when both are."""
+    if b:
+        return a / b
+    return float("inf") if a else float("nan")
+
+
+def hallucination_checks(results: dict[str, dict[str, Any]],
+                         targets: ProfileTargets = ProfileTargets()) -> list[dict[str, Any]]:
     """Does the model perceive well and hallucinate for the right reasons? Each check states its
-    rule, the measured values and whether it holds; nothing here is assumed, all comes from results."""
+    rule, the measured values and whether it holds; nothing here is assumed, all comes from results.
+    A check that the results cannot measure (no bias-breaking image among the captions, say) does
+    not hold."""
+    t = targets
     rnd = results["world-pope:random"]["metrics"]
     adv = results["world-pope:adversarial"]["metrics"]
-    subsets = results["world-chair"]["metrics"]["subsets"]
-    ordinary, breaking = subsets["ordinary"]["chair_i"], subsets["breaking"]["chair_i"]
-    fp_ratio = adv["false_positive_rate"] / rnd["false_positive_rate"] if rnd["false_positive_rate"] else float("inf")
-    chair_ratio = breaking["value"] / ordinary["value"] if ordinary["value"] else float("inf")
-    return [
-        {"check": "POPE-random accuracy >= 85 %", "value": f"{_pct(rnd['accuracy'])} % CI {_ci(rnd['ci95']['accuracy'])}",
-         "holds": rnd["accuracy"] >= 0.85},
-        {"check": "POPE-adversarial accuracy >= 5 points below random",
+    subsets = results["world-chair"]["metrics"].get("subsets", {})
+    fp_ratio = _ratio(adv["false_positive_rate"], rnd["false_positive_rate"])
+    checks = [
+        {"check": f"POPE-random accuracy >= {100 * t.pope_random_accuracy:g} %",
+         "value": f"{_pct(rnd['accuracy'])} % CI {_ci(rnd['ci95']['accuracy'])}",
+         "holds": rnd["accuracy"] >= t.pope_random_accuracy},
+        {"check": f"POPE-adversarial accuracy >= {100 * t.adversarial_gap:g} points below random",
          "value": f"{_pct(rnd['accuracy'] - adv['accuracy'])} points (adversarial {_pct(adv['accuracy'])} % "
                   f"CI {_ci(adv['ci95']['accuracy'])})",
-         "holds": rnd["accuracy"] - adv["accuracy"] >= 0.05},
-        {"check": "false-positive rate on co-occurring absent objects >= 2x random absent objects",
+         # rounded to the reported precision, so that 0.85 - 0.80 (0.04999... in floats) meets 0.05
+         "holds": round(rnd["accuracy"] - adv["accuracy"], 12) >= t.adversarial_gap},
+        {"check": f"false-positive rate on co-occurring absent objects >= {t.fp_ratio:g}x random absent objects",
          "value": f"{_pct(adv['false_positive_rate'])} % CI {_ci(adv['ci95']['false_positive_rate'])} vs "
-                  f"{_pct(rnd['false_positive_rate'])} % CI {_ci(rnd['ci95']['false_positive_rate'])} = {fp_ratio:.2f}x; "
-                  f"absent co-occurrence partners: {_pct(adv['partner_false_positive_rate'])} %",
-         "holds": fp_ratio >= 2},
-        {"check": "CHAIR_i on bias-breaking images >= 2x ordinary images",
-         "value": f"{_pct(breaking['value'])} % CI {_ci(breaking['ci95'])} vs {_pct(ordinary['value'])} % "
-                  f"CI {_ci(ordinary['ci95'])} = {chair_ratio:.2f}x",
-         "holds": chair_ratio >= 2},
+                  f"{_pct(rnd['false_positive_rate'])} % CI {_ci(rnd['ci95']['false_positive_rate'])} "
+                  f"= {fp_ratio:.2f}x; absent co-occurrence partners: {_pct(adv['partner_false_positive_rate'])} %",
+         "holds": fp_ratio >= t.fp_ratio},
     ]
+    chair_check = f"CHAIR_i on bias-breaking images >= {t.chair_ratio:g}x ordinary images"
+    if "ordinary" in subsets and "breaking" in subsets:
+        ordinary, breaking = subsets["ordinary"]["chair_i"], subsets["breaking"]["chair_i"]
+        chair_ratio = _ratio(breaking["value"], ordinary["value"])
+        checks.append({"check": chair_check,
+                       "value": f"{_pct(breaking['value'])} % CI {_ci(breaking['ci95'])} vs "
+                                f"{_pct(ordinary['value'])} % CI {_ci(ordinary['ci95'])} = {chair_ratio:.2f}x",
+                       "holds": chair_ratio >= t.chair_ratio})
+    else:
+        missing = " and ".join(k for k in ("ordinary", "bias-breaking") if k.replace("bias-", "") not in subsets)
+        checks.append({"check": chair_check, "value": f"not measured: no {missing} image among the captions",
+                       "holds": False})
+    return checks
 
 
 def print_summary(results: dict[str, dict[str, Any]], checks: list[dict[str, Any]]) -> None:
@@ -90,8 +126,11 @@ def markdown_report(results: dict[str, dict[str, Any]], checks: list[dict[str, A
               f"| all | {chair['n']} | {_pct(chair['chair_s'])} | {_pct(chair['chair_i'])} | "
               f"{_ci(chair['ci95']['chair_i'])} | {_pct(chair['recall'])} |"]
     for name, s in chair["subsets"].items():
-        lines.append(f"| {name} | {s['chair_i']['n']} | {_pct(s['chair_s']['value'])} | {_pct(s['chair_i']['value'])} | "
-                     f"{_ci(s['chair_i']['ci95'])} | {_pct(s['recall']['value'])} |")
+        lines.append(f"| {name} | {s['chair_i']['n']} | {_pct(s['chair_s']['value'])} | "
+                     f"{_pct(s['chair_i']['value'])} | {_ci(s['chair_i']['ci95'])} | {_pct(s['recall']['value'])} |")
     lines += ["", "## Hallucination profile checks", "", "| check | measured | holds |", "|---|---|---|"]
     lines += [f"| {c['check']} | {c['value']} | {'yes' if c['holds'] else 'NO'} |" for c in checks]
     return "\n".join(lines) + "\n"
+
+
+__all__ = ["POPE_KEYS", "ProfileTargets", "hallucination_checks", "markdown_report", "print_summary"]
