@@ -136,7 +136,8 @@ def write_table(out: Path, stem: str, rows: list[dict], reference: str | None = 
                 + (f"{100 * r['chair_s']:.1f}, {100 * r['recall']:.1f}, {r['words']:.1f} |" if "words" in r else " |"))
         if reference:
             d = r.get("diff_vs_" + reference)
-            line += " |" if d is None else f" {100 * d:+.1f} [{100 * r['diff_ci95'][0]:+.1f}, {100 * r['diff_ci95'][1]:+.1f}] |"
+            lo, hi = r.get("diff_ci95", (0.0, 0.0))
+            line += " |" if d is None else f" {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] |"
         lines.append(line)
     table = "\n".join(lines) + "\n"
     (out / f"{stem}.md").write_text(table)

@@ -41,7 +41,8 @@ def main() -> None:
     models = {"start": [base]}
     for arm in args.arms.split(","):
         for seed in map(int, args.seeds.split(",")):
-            cfg = AlignConfig(steps=args.steps, lr=args.lr, n_pairs=args.n_pairs, seed=seed, pair_start=150_000 + 10_000 * seed)
+            cfg = AlignConfig(steps=args.steps, lr=args.lr, n_pairs=args.n_pairs, seed=seed,
+                              pair_start=150_000 + 10_000 * seed)
             path = align(load_model(base), method=arm, config=cfg, output_dir=out / f"{arm}-s{seed}")
             models.setdefault(arm, []).append(str(path))
     rows = _arms.evaluate_arms(models, out, _arms.world_benches(world, args.pope_images, args.chair_images),

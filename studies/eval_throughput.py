@@ -83,7 +83,8 @@ def main() -> None:
               "processes": processes(args.model, args.images, args.repeats, args.batch_size)}
     path = write_result("eval_throughput", result, path=args.out,
                         model_hash=model_hash(result["pope_modes"]["model_path"]))
-    print(f"POPE fast scoring vs generation: {result['pope_modes']['score_over_generate']:.2f}x the questions per second")
+    ratio = result["pope_modes"]["score_over_generate"]
+    print(f"POPE fast scoring vs generation: {ratio:.2f}x the questions per second")
     print(f"runner, 2 processes vs 1 process: {result['processes']['two_over_one']:.2f}x the samples per second")
     print(f"wrote {path}")
 

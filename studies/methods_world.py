@@ -6,7 +6,8 @@ difference to greedy and to sampling at temperature 1 with a paired bootstrap CI
     python studies/methods_world.py --model tiny --out runs/methods [--pope-images 300 --chair-images 500]
 
 Each arm's per-sample JSONL and results go to OUT/<arm>/ (a rerun resumes); the table goes to
-OUT/methods.md, the results with their provenance to studies/results/methods_world/<date>_<git sha>.json. VTI arms need directions: `--directions FILE` (fitted with
+OUT/methods.md, the results with their provenance to
+studies/results/methods_world/<date>_<git sha>.json. VTI arms need directions: `--directions FILE` (fitted with
 `halluscope steer fit`), or they are fitted into OUT/directions.safetensors first.
 """
 
@@ -109,7 +110,8 @@ def main() -> None:
               "directions_fit_seconds": float(fit_seconds.read_text()) if fitted_here else None,
               "rows": table}
     path = write_result("methods_world", result, model_hash=model_hash(adapter.name))
-    lines = ["| arm | benchmark | value % [95 % CI] | vs greedy (points) | vs sample T=1 (points) |", "|---|---|---|---|---|"]
+    lines = ["| arm | benchmark | value % [95 % CI] | vs greedy (points) | vs sample T=1 (points) |",
+             "|---|---|---|---|---|"]
     for r in table:
         key = "accuracy" if "pope" in r["benchmark"] else "chair_i"
         diff = {b: (f"{100 * r[f'vs_{b}'][0]:+.1f} [{100 * r[f'vs_{b}'][1][0]:+.1f}, {100 * r[f'vs_{b}'][1][1]:+.1f}]"

@@ -26,7 +26,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batches", type=int, default=6)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--out", default=None, help="results file (default: studies/results/train_speed/<date>_<git sha>.json)")
+    ap.add_argument("--out", default=None,
+                    help="results file (default: studies/results/train_speed/<date>_<git sha>.json)")
     args = ap.parse_args()
 
     from dataclasses import replace
@@ -47,7 +48,8 @@ def main() -> None:
     build_s = (time.perf_counter() - t) / args.batches
     lengths = [int(b["attention_mask"].sum(1).float().mean()) for b in batches]
     widths = [b["input_ids"].shape[1] for b in batches]
-    padding = 1 - sum(int(b["attention_mask"].sum()) for b in batches) / sum(b["attention_mask"].numel() for b in batches)
+    real = sum(int(b["attention_mask"].sum()) for b in batches)
+    padding = 1 - real / sum(b["attention_mask"].numel() for b in batches)
 
     model = build_model(processor, seed=0)
     model.train()
