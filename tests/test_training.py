@@ -175,7 +175,7 @@ def test_stage0_word_targets_put_visual_tokens_next_to_their_class_words(world, 
     """With `word_targets`, stage 0 trains tower and projector (the word embeddings stay as they
     are) until an object's visual token is nearest to its own class word among the 16."""
     from halluscope.world import CLASSES
-    from halluscope.world.core import GRID
+    from halluscope.world import GRID
 
     model = build_model(processor, MICRO)
     embed = model.get_input_embeddings().weight.detach().clone()

@@ -1,9 +1,12 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from halluscope import World
-from halluscope.world import CLASSES, COLORS, PLURALS, POPE_TEMPLATE, tokenize_words
-from halluscope.world.core import GRID, IMAGE_SIZE, NUMBERS
+from halluscope.world import (
+    CLASSES, COLORS, GRID, IMAGE_SIZE, NUMBERS, PLURALS, POPE_TEMPLATE, WorldConfig, tokenize_words,
+)
 
 
 def test_deterministic_by_seed_and_index(world):
@@ -140,6 +143,19 @@ def test_bias_breaking_test_images(world):
             else:
                 usual = world.config.color_priors[cls]  # only classes with a usual colour can break it
                 assert all(o.color != usual for o in s.objects if o.cls == cls)
+
+
+def test_knobs_carry_their_help():
+    help = WorldConfig.help()
+    assert list(help) == [f.name for f in dataclasses.fields(WorldConfig)]
+    assert all(h["help"] for h in help.values())
+    assert help["yes_bias"]["default"] == 0.6 and help["scenes"]["default"] == WorldConfig().scenes
+
+
+def test_class_frequency_is_estimated_once(world):
+    freq = world.class_frequency()
+    assert freq is world.class_frequency()
+    assert freq.shape == (len(CLASSES),) and abs(freq.sum() - 1) < 1e-12 and (freq > 0).all()
 
 
 def test_invalid_knobs_fail_with_a_fix():

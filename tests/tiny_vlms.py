@@ -26,7 +26,7 @@ def _build_llava(folder) -> dict:
 
     from halluscope import World
     from halluscope.models.tiny import IMAGE_TOKEN, PATCH_SIZE, build_processor
-    from halluscope.world.core import IMAGE_SIZE
+    from halluscope.world import IMAGE_SIZE
 
     processor = build_processor(World(seed=0))
     tok = processor.tokenizer

@@ -10,7 +10,7 @@
 
 from .directions import REDUCTIONS, Directions, principal_direction
 from .fit import Demo, FitConfig, fit_directions, fit_text, fit_vision, masked_copies, world_demos
-from .hallucinate import HALLUCINATION_TYPES, WorldHallucinator, hallucinated_caption
+from .demos import DEMO_KINDS as HALLUCINATION_TYPES, WorldHallucinator, hallucinated_caption
 from .hooks import record, steer, text_layers, vision_layers, vti
 from .method import VTI, VTIConfig
 

@@ -26,7 +26,7 @@ import torch
 from .._version import __version__
 from ..images import ImageLike, load_image
 from ..world import SPLITS, Sample, World
-from ..world.core import CAPTION_PROMPTS
+from ..world import CAPTION_PROMPTS
 from .directions import REDUCTIONS, Directions, principal_direction
 from .hooks import record, text_layers, vision_layers
 
@@ -95,7 +95,7 @@ def world_demos(world: World, n: int, seed: int = 0, split: str = "train",
                 hallucinate: Callable[[Any], str] | None = None, style: str = "detailed") -> list[Demo]:
     """`n` demos from the world: images drawn by `seed` from `split`, the true caption from the
     grammar and a hallucinated one from `hallucinate(sample)` (default: `WorldHallucinator`)."""
-    from .hallucinate import WorldHallucinator
+    from .demos import WorldHallucinator
 
     hallucinate = hallucinate or WorldHallucinator(world, seed, style=style)
     rng = np.random.default_rng([seed, 11])

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..world import CAPTION_PROMPTS, CLASSES, COLORS, World
-from ..world.core import GRID, IMAGE_SIZE
+from ..world import GRID, IMAGE_SIZE
 
 TASKS = ("detailed", "short", "qa")
 

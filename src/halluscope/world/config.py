@@ -1,0 +1,124 @@
+"""The world's fixed geometry and its knobs (`WorldConfig`), with the defaults the built-in model is
+trained with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import Config
+from .glyphs import CLASSES, COLORS
+
+# An image is a GRID x GRID grid of CELL px cells; each object sits inside one cell, so it falls
+# inside one vision patch of the built-in model.
+IMAGE_SIZE = 64
+GRID = 4
+CELL = IMAGE_SIZE // GRID
+
+DEFAULT_SCENES: dict[str, tuple[str, ...]] = {
+    "kitchen": ("fork", "knife", "cup", "plate"),
+    "street": ("car", "bus", "sign", "lamp"),
+    "park": ("tree", "bench", "dog", "ball"),
+    "office": ("book", "pen", "phone", "clock"),
+}
+DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
+    ("fork", "knife"),
+    ("cup", "plate"),
+    ("car", "bus"),
+    ("dog", "ball"),
+    ("book", "pen"),
+)
+DEFAULT_COLOR_PRIORS: dict[str, str] = {
+    "tree": "green",
+    "sign": "red",
+    "bus": "yellow",
+    "ball": "orange",
+    "cup": "blue",
+    "book": "purple",
+}
+
+_PROBABILITIES = (
+    "scene_strength", "cooccurrence_strength", "color_prior_strength", "duplicate_prob", "small_prob", "faint_prob",
+    "faint_level", "occlude_prob", "yes_bias", "test_breaking_fraction",
+)
+
+
+@dataclass
+class WorldConfig(Config):
+    """The world's knobs. Defaults make the built-in model hallucinate for the reasons real VLMs do.
+    `WorldConfig.help()` gives each knob's default and help text (docs/world.md is generated from it)."""
+
+    min_objects: int = field(default=1, metadata={"help": "fewest objects in an image"})
+    max_objects: int = field(default=5, metadata={"help": "most objects in an image (<= 16 cells)"})
+    scenes: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_SCENES),
+        metadata={"help": "scene type -> member classes; members co-occur"},
+    )
+    scene_strength: float = field(
+        default=0.9, metadata={"help": "probability that an object comes from the image's scene"}
+    )
+    cooccurrence_pairs: tuple[tuple[str, str], ...] = field(
+        default=DEFAULT_PAIRS, metadata={"help": "pairs whose members usually appear together"}
+    )
+    cooccurrence_strength: float = field(
+        default=0.95, metadata={"help": "probability that a pair member brings its partner"}
+    )
+    color_priors: dict[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_COLOR_PRIORS),
+        metadata={"help": "class -> its usual colour"},
+    )
+    color_prior_strength: float = field(
+        default=0.85, metadata={"help": "probability that a class with a prior has its usual colour"}
+    )
+    duplicate_prob: float = field(
+        default=0.15, metadata={"help": "probability of adding another instance of a present class"}
+    )
+    small_prob: float = field(default=0.25, metadata={"help": "probability that an object is small"})
+    faint_prob: float = field(default=0.12, metadata={"help": "probability that an object is faint"})
+    faint_level: float = field(
+        default=0.3, metadata={"help": "ink opacity of a faint object (1 = full colour)"}
+    )
+    occlude_prob: float = field(
+        default=0.12, metadata={"help": "probability that an object is half hidden by a grey block"}
+    )
+    noise_max: float = field(
+        default=24.0, metadata={"help": "largest per-image Gaussian pixel noise std (0-255 scale)"}
+    )
+    yes_bias: float = field(
+        default=0.6,
+        metadata={"help": "share of 'yes' answers among training existence questions (0.5 = none)"},
+    )
+    test_breaking_fraction: float = field(
+        default=0.5,
+        metadata={"help": "share of val/test images that break a bias (lone pair member, odd colour)"},
+    )
+    train_size: int = field(default=200_000, metadata={"help": "number of distinct training scenes"})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_objects <= self.max_objects <= GRID * GRID:
+            self.fail("max_objects", f"need 1 <= min_objects <= max_objects <= {GRID * GRID}")
+        for name in _PROBABILITIES:
+            self.check_range(name, 0, 1, "it is a probability")
+        if self.noise_max < 0:
+            self.fail("noise_max", "use a non-negative std")
+        # Knobs parsed from the command line or JSON arrive as lists; the sampler indexes tuples.
+        self.scenes = {k: tuple(v) for k, v in self.scenes.items()}
+        self.cooccurrence_pairs = tuple(tuple(p) for p in self.cooccurrence_pairs)
+        for scene, members in self.scenes.items():
+            if not members or any(c not in CLASSES for c in members):
+                self.fail("scenes", f"scene {scene!r} must list classes from {CLASSES}")
+        for pair in self.cooccurrence_pairs:
+            if len(pair) != 2 or any(c not in CLASSES for c in pair) or pair[0] == pair[1]:
+                self.fail("cooccurrence_pairs", f"each pair must be two different classes from {CLASSES}")
+        for cls, color in self.color_priors.items():
+            if cls not in CLASSES or color not in COLORS:
+                self.fail("color_priors", f"map classes {CLASSES} to colours {tuple(COLORS)}")
+
+    def partners(self) -> dict[str, str]:
+        """class -> its co-occurrence partner, both ways."""
+        out: dict[str, str] = {}
+        for a, b in self.cooccurrence_pairs:
+            out[a], out[b] = b, a
+        return out
+
+
+__all__ = ["CELL", "DEFAULT_COLOR_PRIORS", "DEFAULT_PAIRS", "DEFAULT_SCENES", "GRID", "IMAGE_SIZE", "WorldConfig"]

@@ -1,0 +1,154 @@
+"""`World`: one seeded world, the entry point to its scenes, pixels, captions, questions and POPE.
+
+Each concern lives in its own module (`scene`, `render`, `language`, `pope`); this class holds the
+seed and the knobs and keys the random streams: scene `index` of `split` draws from
+[seed, split, index, stream], so it is the same scene whatever else was sampled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from . import language, pope
+from .config import WorldConfig
+from .glyphs import CLASSES, PLURALS
+from .language import NUMBERS, QUESTION_TEMPLATES
+from .render import draw
+from .scene import RELATIONS, SPLITS, Sample, Scene, SceneSampler
+
+# The per-image random streams: the scene's ground truth, and its pixels (occluders, noise).
+SCENE_STREAM = 0
+PIXEL_STREAM = 1
+# The training scenes the class frequency is estimated on (the weights of absent classes in
+# existence questions).
+CLASS_FREQUENCY_SCENES = 2000
+
+
+class World:
+    """The synthetic world: `World(seed=0, **knobs)`; see `WorldConfig` for the knobs."""
+
+    QUESTION_TYPES = ("existence", "attribute", "count", "relation")
+
+    def __init__(self, seed: int = 0, **knobs: Any) -> None:
+        valid = {f.name for f in dataclasses.fields(WorldConfig)}
+        unknown = sorted(set(knobs) - valid)
+        if unknown:
+            raise TypeError(f"unknown world knob(s) {unknown}; valid knobs: {sorted(valid)}")
+        self.seed = seed
+        self.config = WorldConfig(**knobs)
+        self._sampler = SceneSampler(self.config)
+
+    def _rng(self, split: str, index: int, stream: int) -> np.random.Generator:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
+        return np.random.default_rng([self.seed, SPLITS.index(split), index, stream])
+
+    # ---------------------------------------------------------------- scenes and pixels
+    def scene(self, split: str, index: int) -> Scene:
+        """The ground truth of image `index` of `split` (deterministic)."""
+        return self._sampler(split, index, self._rng(split, index, SCENE_STREAM))
+
+    def render_array(self, scene: Scene) -> np.ndarray:
+        """The image as a (64, 64, 3) uint8 array."""
+        return draw(scene, self.config.faint_level, self._rng(scene.split, scene.index, PIXEL_STREAM))
+
+    def render(self, scene: Scene) -> Image.Image:
+        return Image.fromarray(self.render_array(scene))
+
+    def sample(self, split: str, n: int, start: int = 0) -> list[Sample]:
+        """Images `start..start+n-1` of `split`, rendered, with their ground truth."""
+        out = []
+        for i in range(start, start + n):
+            scene = self.scene(split, i)
+            out.append(Sample(image=self.render(scene), truth=scene))
+        return out
+
+    # ---------------------------------------------------------------- language
+    @staticmethod
+    def caption(scene: Scene, style: str = "detailed") -> str:
+        """The scene's true caption in `style` ("detailed" or "short"); see `language.caption_parts`."""
+        return language.caption_parts(scene, style).render(style)
+
+    def vocabulary(self) -> list[str]:
+        """Every word the world's captions, questions and answers can use (lower case)."""
+        return language.vocabulary(self.config.scenes)
+
+    @functools.cached_property
+    def _class_frequency(self) -> np.ndarray:
+        counts = Counter(c for i in range(CLASS_FREQUENCY_SCENES) for c in self.scene("train", i).classes)
+        freq = np.array([counts[c] + 1 for c in CLASSES], dtype=float)
+        return freq / freq.sum()
+
+    def class_frequency(self) -> np.ndarray:
+        """How often each class appears in training images (estimated on 2,000 of them, cached)."""
+        return self._class_frequency
+
+    def question(self, scene: Scene, qtype: str, rng: np.random.Generator) -> dict[str, str] | None:
+        """One question of type `qtype` with its exact answer, or None if the scene has none.
+
+        Existence answers are 'yes' with probability `yes_bias`; an absent class is drawn in
+        proportion to its training frequency, so that every class is asked about with both answers
+        in the same proportion (uniform negatives would teach 'frequent class -> yes').
+        """
+        present = scene.classes
+        absent = [c for c in CLASSES if c not in present]
+        counts = scene.counts()
+        template = QUESTION_TEMPLATES.get(qtype)
+        if qtype == "existence":
+            if absent and rng.random() >= self.config.yes_bias:
+                p = self.class_frequency()[[CLASSES.index(c) for c in absent]]
+                cls, answer = absent[rng.choice(len(absent), p=p / p.sum())], "no"
+            else:
+                cls, answer = present[rng.integers(len(present))], "yes"
+            return {"type": qtype, "question": template.format(cls), "answer": answer}
+        if qtype == "attribute":
+            singles = [o for o in scene.objects if counts[o.cls] == 1]
+            if not singles:
+                return None
+            o = singles[rng.integers(len(singles))]
+            return {"type": qtype, "question": template.format(o.cls), "answer": o.color}
+        if qtype == "count":
+            pool = present if (not absent or rng.random() < 0.5) else absent
+            cls = pool[rng.integers(len(pool))]
+            return {"type": qtype, "question": template.format(PLURALS[cls]), "answer": NUMBERS[counts.get(cls, 0)]}
+        if qtype == "relation":
+            rels = scene.relations()
+            if not rels:
+                return None
+            a, rel, b = rels[rng.integers(len(rels))]
+            answer = "yes"
+            if rng.random() < 0.5:
+                rel, answer = [r for r in RELATIONS if r != rel][rng.integers(3)], "no"
+            return {"type": qtype, "question": template.format(a, rel, b), "answer": answer}
+        raise ValueError(f"unknown question type {qtype!r}; use one of {self.QUESTION_TYPES}")
+
+    def questions(self, scene: Scene, rng: np.random.Generator) -> list[dict[str, str]]:
+        """One question of each type the scene allows (existence, attribute, count, relation)."""
+        return [q for t in self.QUESTION_TYPES if (q := self.question(scene, t, rng)) is not None]
+
+    # ---------------------------------------------------------------- POPE
+    def pope(self, split: str = "adversarial", n_images: int = 500, image_split: str = "test",
+             sample_num: int = 3) -> list[dict[str, Any]]:
+        """POPE questions built from ground truth exactly as POPE's `utils.pope` builds them.
+
+        Images with at least `sample_num` distinct classes are taken in index order. Per image, the
+        first `sample_num` ground-truth objects each give a 'yes' question, each followed by a 'no'
+        question about an absent object chosen at random, by popularity (object frequency over the
+        images) or adversarially (the absent object that co-occurs most with that positive object).
+        Question ids run 1, 2, 3... Each record has `question_id`, `image` (PIL), `image_id`,
+        `text`, `label`, `object` and `breaks_bias`.
+        """
+        return pope.pope_questions(self, split, n_images, image_split, sample_num)
+
+    def pope_scenes(self, n_images: int, image_split: str = "test", sample_num: int = 3) -> list[Scene]:
+        """The scenes `pope` asks about: the first `n_images` with at least `sample_num` classes."""
+        return pope.pope_scenes(self, n_images, image_split, sample_num)
+
+
+__all__ = ["CLASS_FREQUENCY_SCENES", "PIXEL_STREAM", "SCENE_STREAM", "World"]
