@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .models import load_model
+    from .zoo import load_model
     from .world import World
 
 _SUBPACKAGES = ("decoding", "hallucinate", "images", "metrics", "models", "report", "runner",
                 "steering", "tasks", "training", "world", "zoo")
-_NAMES = {"World": "world", "load_model": "models"}
+_NAMES = {"World": "world", "load_model": "zoo"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,104 +1,44 @@
-"""Model adapters. `load_model("tiny")` gives the built-in model (trained on first use, then cached);
-any other name is a local folder or a Hugging Face hub id of a VLM (LLaVA family, Qwen2-VL, ...).
+"""Model adapters, and loading of Hugging Face VLMs from a local folder or a hub id
+(`load_pretrained`). Nothing here trains: the built-in model's recipe is `halluscope.zoo.tiny`, and
+`halluscope.load_model("tiny")` (in `halluscope.zoo`) answers for both.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
+import importlib
+import warnings
 from pathlib import Path
 from typing import Any
 
-from .adapter import VLMAdapter, load_image
+from ..images import load_image
+from .adapter import VLMBase
 
 # LLaVA-1.5's and lmms-eval's POPE prompt suffix for real models; the built-in model needs none.
 YES_NO_SUFFIX = "\nAnswer the question using a single word or phrase."
+# In a model folder, the file that marks it as the built-in model (written last, when training ends).
 MARKER = "halluscope.json"
 
 
-def cache_dir() -> Path:
-    """Where trained built-in models live: $HALLUSCOPE_CACHE, else ~/.cache/halluscope."""
-    return Path(os.environ.get("HALLUSCOPE_CACHE", Path.home() / ".cache" / "halluscope"))
+def is_builtin(path: str | Path) -> bool:
+    """Whether `path` is a folder of the built-in model (or of one trained from it)."""
+    return (Path(path) / MARKER).exists()
 
 
-def tiny_recipe(world=None, train_config=None, tiny_config=None) -> dict[str, Any]:
-    from ..training.sft import TrainConfig
-    from ..world import World
-    from .tiny import TinyConfig
-
-    world = world or World()
-    train = (train_config or TrainConfig()).to_dict()
-    return {"world_seed": world.seed, "world": world.config.to_dict(),
-            "model": (tiny_config or TinyConfig()).to_dict(), "train": train}
-
-
-def tiny_path(recipe: dict[str, Any]) -> Path:
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return cache_dir() / f"tiny-{key}"
-
-
-def train_tiny(world=None, train_config=None, tiny_config=None, out: str | Path | None = None,
-               progress: bool = True) -> Path:
-    """Train the built-in model (resuming from a checkpoint in `out` if there is one) and save it
-    with `save_pretrained`. Returns the folder. Stages: 0, vision tower and projector on per-patch
-    labels (`sft.pretrain_vision`); optionally 1, connector alignment on captions
-    (`TrainConfig.connector_steps`, run by HACL's trainer with contrastive weight 0, so that
-    `halluscope train --hacl` differs from it in that weight only); then instruction tuning."""
-    from ..training.sft import TrainConfig, train
-    from ..world import World
-    from .tiny import TinyConfig, build_model, build_processor
-
-    world = world or World()
-    train_config, tiny_config = train_config or TrainConfig(), tiny_config or TinyConfig()
-    recipe = tiny_recipe(world, train_config, tiny_config)
-    out = Path(out) if out is not None else tiny_path(recipe)
-    if train_config.connector_steps:
-        from ..training.hacl import HACLConfig, train_tiny_hacl
-
-        connector = HACLConfig(steps=train_config.connector_steps, seed=train_config.seed, contrastive_weight=0.0)
-        return train_tiny_hacl(world, train_config, tiny_config, connector, out, progress=progress)
-    processor = build_processor(world)
-    model = build_model(processor, tiny_config, seed=train_config.seed)
-    log = train(model, processor, world, train_config, out, progress=progress)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    (out / "train_log.json").write_text(json.dumps(log))
-    # The marker is written last: a folder without it is an unfinished run that will resume.
-    (out / MARKER).write_text(json.dumps({"kind": "tiny", "recipe": recipe}, indent=1, default=str))
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)
-    return out
-
-
-def load_model(name_or_path: str = "tiny", device: str | None = None, dtype: Any = None,
-               yes_no_suffix: str | None = None, retrain: bool = False, progress: bool = True,
-               world=None, train_config=None, tiny_config=None, **from_pretrained_kwargs: Any) -> VLMAdapter:
-    """An adapter over a VLM.
-
-    "tiny" is the built-in model: trained on first use (12-23 minutes on 2 CPU cores, resumable) and
-    cached in `cache_dir()`, keyed by its world, sizes and training recipe. Anything else is a local folder
-    or a hub id loaded with `AutoModelForImageTextToText` and `AutoProcessor`.
-    """
+def load_pretrained(name_or_path: str, device: str | None = None, dtype: Any = None,
+                    **from_pretrained_kwargs: Any) -> tuple[Any, Any]:
+    """(model, processor) of a VLM in a local folder or on the hub, with `AutoModelForImageTextToText`
+    and `AutoProcessor`, on `device` (default: CUDA where there is one) in `dtype` (default: bf16 on
+    CUDA, fp32 on CPU). Errors say whether the folder or the hub failed, and what to do."""
     import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    if name_or_path == "tiny":
-        path = tiny_path(tiny_recipe(world, train_config, tiny_config))
-        if retrain and path.exists():
-            shutil.rmtree(path)
-        if not (path / MARKER).exists():
-            train_tiny(world, train_config, tiny_config, path, progress=progress)
-        name_or_path = str(path)
-    is_tiny = (Path(name_or_path) / MARKER).exists()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype is None:
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     kwargs = {"dtype": dtype, **from_pretrained_kwargs}
-    if is_tiny:
-        kwargs.setdefault("attn_implementation", "eager")
+    if is_builtin(name_or_path):
+        kwargs.setdefault("attn_implementation", "eager")  # faster than SDPA at its size on CPU
     try:
         processor = AutoProcessor.from_pretrained(name_or_path)
         model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
@@ -117,10 +57,26 @@ def load_model(name_or_path: str = "tiny", device: str | None = None, dtype: Any
             "be offline or the id may be wrong. Download the model where there is network "
             f"(`huggingface-cli download {name_or_path} --local-dir DIR`) and pass the local folder DIR instead."
         ) from e
-    model.to(device)
-    if yes_no_suffix is None:
-        yes_no_suffix = "" if is_tiny else YES_NO_SUFFIX
-    return VLMAdapter(model, processor, name=name_or_path, yes_no_suffix=yes_no_suffix)
+    return model.to(device), processor
 
 
-__all__ = ["YES_NO_SUFFIX", "VLMAdapter", "cache_dir", "load_image", "load_model", "train_tiny"]
+# Names that moved up: the adapter with generation to halluscope.decoding (it dispatches on method
+# names), the built-in model's loading and recipe to halluscope.zoo (it trains). They resolve there, by
+# name and with a warning, so that importing models loads neither.
+_MOVED = {"VLMAdapter": ("halluscope.decoding.adapter", "halluscope.decoding.VLMAdapter"),
+          "load_model": ("halluscope.zoo", "halluscope.load_model"),
+          "train_tiny": ("halluscope.zoo.tiny", "halluscope.zoo.tiny.train_tiny"),
+          "cache_dir": ("halluscope.zoo.tiny", "halluscope.zoo.tiny.cache_dir"),
+          "tiny_recipe": ("halluscope.zoo.tiny", "halluscope.zoo.tiny.tiny_recipe"),
+          "tiny_path": ("halluscope.zoo.tiny", "halluscope.zoo.tiny.tiny_path")}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        module, new = _MOVED[name]
+        warnings.warn(f"halluscope.models.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["MARKER", "YES_NO_SUFFIX", "VLMBase", "is_builtin", "load_image", "load_pretrained"]

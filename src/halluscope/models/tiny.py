@@ -5,10 +5,10 @@ and a LLaVA-1.5 chat template, saved and loaded with `save_pretrained` / `from_p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from ..world import World
-from ..world import IMAGE_SIZE
+from ..config import Config
+from ..world import IMAGE_SIZE, World
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN]
@@ -29,11 +29,10 @@ PATCH_SIZE = 16
 
 
 @dataclass
-class TinyConfig:
-    """Sizes of the built-in model. With the default recipe they train in about 9 minutes on this
-    project's 2-core AVX2 machine (2026-12-01). With tied input and output embeddings and the
-    world's default knobs the recipe meets the hallucination-profile checks on every seed tried
-    (`benchmarks/results/recipe_seeds_1400_tied_knobs.json`)."""
+class TinyConfig(Config):
+    """Sizes of the built-in model. With tied input and output embeddings and the world's default
+    knobs, the default recipe meets the hallucination-profile checks on every seed tried
+    (docs/studies/tiny-recipe.md)."""
 
     vision_hidden: int = field(default=128, metadata={"help": "CLIP width"})
     vision_layers: int = field(default=2, metadata={"help": "CLIP depth"})
@@ -42,9 +41,6 @@ class TinyConfig:
     heads: int = field(default=4, metadata={"help": "attention heads in both towers"})
     max_positions: int = field(default=160, metadata={"help": "longest sequence, image tokens included"})
     tie_embeddings: bool = field(default=True, metadata={"help": "one matrix for input and output word embeddings"})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def build_tokenizer(world: World):
