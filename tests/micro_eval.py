@@ -8,7 +8,7 @@ import torch
 
 from halluscope import World
 from halluscope.tasks.world import WorldCHAIR, WorldPOPE
-from halluscope.models import VLMAdapter
+from halluscope.decoding import VLMAdapter
 from halluscope.models.tiny import TinyConfig, build_model, build_processor
 from halluscope.runner import run_benchmark
 
@@ -20,7 +20,9 @@ def micro_adapter(world: World) -> VLMAdapter:
 
 
 def benchmark(world: World, kind: str, n: int):
-    return WorldCHAIR(world, n_images=n, max_new_tokens=12) if kind == "chair" else WorldPOPE(world, "random", n_images=n)
+    if kind == "chair":
+        return WorldCHAIR(world, n_images=n, max_new_tokens=12)
+    return WorldPOPE(world, "random", n_images=n)
 
 
 if __name__ == "__main__":

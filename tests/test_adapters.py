@@ -84,6 +84,22 @@ def test_yes_no(vlm):
     assert adapter.answer_yes_no(facts["images"], QUESTIONS, mode="score") == expected
 
 
+def test_inputs_helpers(vlm):
+    """One chat-template helper (with or without the image) and one device/dtype move, shared by the
+    adapter, the decoding engine and steering."""
+    adapter, facts = vlm
+    with_image, text_only = adapter.prompt_text("Hi?"), adapter.prompt_text("Hi?", image=False)
+    image_token = adapter.tokenizer.convert_ids_to_tokens(adapter.image_token_id)
+    assert "Hi?" in text_only and image_token not in text_only and len(with_image) > len(text_only)
+    batch = {"input_ids": torch.ones(1, 2, dtype=torch.long), "pixel_values": torch.ones(1, 3, dtype=torch.float64),
+             "note": "not a tensor"}
+    moved = adapter.to_device(batch)
+    assert set(moved) == {"input_ids", "pixel_values"} and moved["input_ids"].dtype == torch.long
+    assert moved["pixel_values"].dtype == next(adapter.model.parameters()).dtype
+    with pytest.raises(ValueError, match="one prompt per image"):
+        adapter.decode_inputs(halluscope.decoding.get_method("greedy"), facts["images"], PROMPTS[:1])
+
+
 def test_unknown_hub_id_offline_says_local_folder(monkeypatch, tmp_path):
     import huggingface_hub.constants
 

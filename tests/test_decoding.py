@@ -8,7 +8,10 @@ references written here from the papers' formulas on random logits.
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
+from contextlib import contextmanager
 from dataclasses import fields
 
 import pytest
@@ -20,7 +23,12 @@ from tiny_vlms import PROMPTS
 from halluscope import World, decoding
 from halluscope.decoding import (
     METHODS,
+    Branch,
+    ContrastConfig,
     DecodeInputs,
+    DecodingMethod,
+    MethodConfig,
+    SamplingConfig,
     build_branches,
     decode,
     first_step_logits,
@@ -29,7 +37,7 @@ from halluscope.decoding import (
     vcd_scores,
     vdgd_scores,
 )
-from halluscope.decoding.engine import Branch, SamplingConfig, eos_ids
+from halluscope.decoding.engine import eos_ids
 from halluscope.decoding.vcd import add_diffusion_noise, alphas_cumprod
 from halluscope.decoding.vdgd import description_logprobs
 
@@ -87,6 +95,19 @@ def test_every_registered_method_is_in_the_table():
             get_method(method, **args)
 
 
+def test_every_method_implements_the_protocol():
+    generate = ["self", "adapter", "inputs", "max_new_tokens", "min_new_tokens"]
+    for name in METHODS:
+        config_cls, impl, _ = METHODS[name]
+        assert issubclass(impl, DecodingMethod) and not inspect.isabstract(impl), name
+        assert issubclass(config_cls, MethodConfig) and issubclass(config_cls, impl.config_cls), name
+        assert list(inspect.signature(impl.generate).parameters) == generate, name
+        assert inspect.signature(impl.generate).parameters["min_new_tokens"].default == 0, name
+        assert list(inspect.signature(impl.first_token_scores).parameters) == ["self", "adapter", "inputs"], name
+    with pytest.raises(TypeError, match="DecodingMethod"):
+        decoding.register_method("broken", SamplingConfig, object)
+
+
 _FITTED: dict[int, object] = {}
 
 
@@ -97,7 +118,8 @@ def with_directions(adapter, args: dict) -> dict:
     from halluscope.steering import FitConfig, fit_directions
 
     if id(adapter) not in _FITTED:
-        _FITTED[id(adapter)] = fit_directions(adapter, FitConfig(n_images=3, trials=2, batch_size=4), world=World(seed=0))
+        config = FitConfig(n_images=3, trials=2, batch_size=4)
+        _FITTED[id(adapter)] = fit_directions(adapter, config, world=World(seed=0))
     return {**args, "directions": _FITTED[id(adapter)]}
 
 
@@ -109,10 +131,15 @@ def check_contract(adapter, images, prompts, method, args, bad):
     assert adapter.generate(images, prompts, method=method, max_new_tokens=NEW, **args) == out
     # At most max_new_tokens new tokens.
     decoder = get_method(method, **args)
-    tokens = decoder.generate(adapter, adapter._decode_inputs(decoder, images, prompts), NEW)
+    inputs = adapter.decode_inputs(decoder, images, prompts)
+    assert isinstance(decoder.builds_own_inputs, bool) and (len(inputs) == 0) == decoder.builds_own_inputs
+    tokens = decoder.generate(adapter, inputs, NEW)
     assert tokens.shape[0] == len(images) and tokens.shape[1] <= NEW
+    # min_new_tokens, in the protocol's signature for every method: no EOS before it.
+    eos = torch.tensor(eos_ids(adapter))
+    assert not torch.isin(decoder.generate(adapter, inputs, NEW, min_new_tokens=NEW)[:, :NEW], eos).any()
     # First-token scores: (B, V), and for greedy methods the first generated token is their argmax.
-    scores = decoder.first_token_scores(adapter, adapter._decode_inputs(decoder, images, prompts))
+    scores = decoder.first_token_scores(adapter, inputs)
     assert scores.shape == (len(images), adapter.model.config.get_text_config().vocab_size)
     if is_greedy(method, args):
         assert torch.equal(scores.argmax(-1), tokens[:, 0])
@@ -168,6 +195,47 @@ def test_vcd_alpha_zero_is_the_base_model(micro, micro_images, vlm):
                               model.yes_no_logprobs(images, prompts), atol=1e-5)
 
 
+@contextmanager
+def generation_config(adapter, **settings):
+    """The model's generation config with `settings`, restored afterwards."""
+    saved = copy.deepcopy(adapter.model.generation_config)
+    for key, value in settings.items():
+        setattr(adapter.model.generation_config, key, value)
+    try:
+        yield
+    finally:
+        adapter.model.generation_config = saved
+
+
+def new_tokens(adapter, images, prompts, method, **args):
+    decoder = get_method(method, **args)
+    return decoder.generate(adapter, adapter.decode_inputs(decoder, images, prompts), 10)
+
+
+def test_greedy_equals_vcd_and_m3id_without_contrast_under_a_generation_config(micro, micro_images, vlm):
+    """The engine applies the processors and stopping criteria that `generate` builds from the model's
+    generation config, as transformers' own greedy search does: with no contrast, VCD and M3ID give the
+    same tokens as greedy under a repetition penalty, no repeated 3-grams, a list of EOS ids and a
+    minimum length. (beta = 0: VCD's plausibility cut comes before the processors, as in VCD's code, so
+    with beta > 0 a penalty could lift a token the cut had already removed.)"""
+    adapter, facts = vlm
+    for model, images, prompts in ((micro, micro_images[:5], micro_prompts(5)), (adapter, facts["images"], PROMPTS)):
+        plain = new_tokens(model, images, prompts, "greedy")
+        with generation_config(model, repetition_penalty=1.3, no_repeat_ngram_size=3, min_new_tokens=2):
+            penalised = new_tokens(model, images, prompts, "greedy")
+            # A second EOS id: a token the penalised greedy output of sample 0 says at its 3rd step, so that
+            # samples stop at different steps (and leave the batch) where EOS alone would not stop them.
+            stop = int(penalised[0, 2])
+            eos = [model.model.generation_config.eos_token_id, stop]
+        assert not torch.equal(plain, penalised), "the processors must change greedy here, or the test shows nothing"
+        with generation_config(model, repetition_penalty=1.3, no_repeat_ngram_size=3, min_new_tokens=2,
+                               eos_token_id=eos):
+            greedy = new_tokens(model, images, prompts, "greedy")
+            assert (greedy == stop).any(dim=1)[0] and greedy.shape[1] <= 10
+            assert torch.equal(new_tokens(model, images, prompts, "vcd", alpha=0.0, beta=0.0), greedy)
+            assert torch.equal(new_tokens(model, images, prompts, "m3id", lam=0.0), greedy)
+
+
 def test_beta_one_is_the_argmax(micro, micro_images, vlm):
     adapter, facts = vlm
     for model, images, prompts in ((micro, micro_images[:4], micro_prompts(4)), (adapter, facts["images"], PROMPTS)):
@@ -215,7 +283,8 @@ def test_m3id_matches_the_formula():
         # p* ∝ p_c^(1/gamma) / p_u^((1-gamma)/gamma)
         expected = (p_c.log() / gamma - (1 - gamma) / gamma * p_u.log()).softmax(-1)
         torch.testing.assert_close(m3id_scores(cond, uncond, t, 0.02).softmax(-1), expected, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(m3id_scores(cond, uncond, 5, lam=0.0), cond.log_softmax(-1))
+    # On logits, lambda = 0 is the model's own scores to the bit (what the logits processors then see).
+    assert torch.equal(m3id_scores(cond, uncond, 5, lam=0.0), cond)
 
 
 def reference_vdgd(logits, desc_logits, beta, reduction):
@@ -258,6 +327,35 @@ def test_description_steps_after_eos_do_not_count():
     table = description_logprobs(logits, valid)
     torch.testing.assert_close(table[1], logits[1, 0].log_softmax(-1))
     torch.testing.assert_close(table[0], logits[0].log_softmax(-1).amax(0))
+
+
+def greedy_scores(logits, step, samples):
+    return logits[0]
+
+
+def test_vdgd_describe_is_description_logprobs_of_its_own_steps(vlm):
+    """`VDGD.describe` keeps a running max; it must equal `description_logprobs` over the description's
+    steps, each sample's up to and including its EOS, when descriptions stop before their last step."""
+    adapter, facts = vlm
+    images, prompts = facts["images"], PROMPTS
+    decoder = get_method("vdgd", description_prompt="Describe the image. {inst}", description_max_new_tokens=8)
+    requests = [f"Describe the image. {p}" for p in prompts]
+    plain = decode(adapter, build_branches(adapter, [Branch(requests, images)]), 1, greedy_scores, 8).tokens
+    # A second EOS id: a token of sample 0's description that sample 1's does not say, so they stop apart.
+    stops = [int(t) for t in plain[0, 1:] if t not in plain[1]]
+    if not stops:
+        pytest.skip("this random model describes both images with the same tokens")
+    stop = stops[0]
+    with generation_config(adapter, eos_token_id=[adapter.model.generation_config.eos_token_id, stop]):
+        description = decoder.describe(adapter, images, prompts)
+        run = decode(adapter, build_branches(adapter, [Branch(requests, images)]), 1, greedy_scores, 8,
+                     keep_logits=True)
+    steps = torch.stack(run.logits)[:, 0].transpose(0, 1)  # (B, J, V), NaN after a sample's EOS
+    valid = ~steps.isnan().any(-1)
+    assert not valid.all()  # the two descriptions have different lengths
+    torch.testing.assert_close(description.logprobs, description_logprobs(steps, valid), atol=0, rtol=0)
+    texts = adapter.tokenizer.batch_decode(run.tokens, skip_special_tokens=True)
+    assert description.texts == [t.strip() for t in texts]
 
 
 # ------------------------------------------------------------------------------- the engine
@@ -305,7 +403,8 @@ def test_engine_single_branch_is_hf_greedy(vlm, micro, micro_images):
     for model, images, prompts in ((adapter, facts["images"], PROMPTS), (micro, micro_images[:4], micro_prompts(4))):
         inputs = model.build_inputs(images, prompts)
         ours = decode(model, inputs, 1, lambda logits, step, samples: logits[0], NEW).tokens
-        hf = model.model.generate(**inputs, max_new_tokens=NEW, do_sample=False, pad_token_id=model.tokenizer.pad_token_id)
+        hf = model.model.generate(**inputs, max_new_tokens=NEW, do_sample=False,
+                                  pad_token_id=model.tokenizer.pad_token_id)
         hf = hf[:, inputs["input_ids"].shape[1]:]
         assert torch.equal(ours, hf[:, :ours.shape[1]])
 
@@ -397,9 +496,15 @@ def test_qwen_noise_is_the_same_on_both_temporal_copies(vlm):
 
 
 # ------------------------------------------------------------------------------- interfaces
+PAPERS = {"vcd": ("Leng", "CVPR 2024"), "icd": ("Wang", "Findings of ACL 2024"), "m3id": ("Favero", "CVPR 2024"),
+          "vdgd": ("Ghosh", "ICLR 2025"), "vti": ("Liu", "ICLR 2025")}
+
+
 def test_method_help_and_paper_defaults():
     vcd_help = decoding.method_help("vcd")
     assert vcd_help["alpha"]["default"] == 1.0 and "contrast strength" in vcd_help["alpha"]["help"]
+    assert decoding.method_help("sample")["sample"]["default"] is True  # the name's preset
+    assert decoding.method_help("greedy")["sample"]["default"] is False
     defaults = {m: {f.name: f.default for f in fields(METHODS[m][0])} for m in ("vcd", "icd", "m3id", "vdgd")}
     assert (defaults["vcd"]["alpha"], defaults["vcd"]["beta"], defaults["vcd"]["noise_step"]) == (1.0, 0.1, 500)
     assert (defaults["icd"]["alpha"], defaults["icd"]["beta"]) == (1.0, 0.1)
@@ -407,11 +512,17 @@ def test_method_help_and_paper_defaults():
     assert defaults["m3id"]["lam"] == 0.02 and defaults["vdgd"]["beta"] == 0.1
     for m in METHODS:
         assert all(f.metadata.get("help") for f in fields(METHODS[m][0])), m
-        assert "arXiv" in (METHODS[m][0].__doc__ or "") or m in ("greedy", "sample")
+        paper = decoding.method_help(m)["_paper"]
+        if m in ("greedy", "sample"):
+            assert paper == {}
+            continue
+        author, venue = PAPERS[m]
+        assert set(paper) == {"title", "authors", "venue", "url"} and author in paper["authors"].split(",")[0]
+        assert paper["venue"] == venue and paper["url"].startswith("https://arxiv.org/abs/"), m
 
 
 def test_world_pope_score_mode_applies_the_method(micro, world):
-    from halluscope.benchmarks.world import WorldPOPE
+    from halluscope.tasks.world import WorldPOPE
 
     bench = WorldPOPE(world, "adversarial", n_images=2)
     batch = bench.samples()[:6]
@@ -438,13 +549,48 @@ def test_cli_eval_with_method_args(micro, tmp_path):
                                       "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert '"method": "vcd"' in result.output
-    bad = CliRunner().invoke(app, [*common, "--method", "vcd", "--method-args", "beta=2", "--output", str(tmp_path / "x")])
+    bad = CliRunner().invoke(app, [*common, "--method", "vcd", "--method-args", "beta=2",
+                                   "--output", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "beta" in bad.output
 
 
 def test_sampling_config_is_shared():
-    for m in ("vcd", "icd", "m3id", "vdgd"):
+    for m in ("greedy", "sample", "vcd", "icd", "m3id", "vdgd"):
         assert issubclass(METHODS[m][0], SamplingConfig)
+    for m in ("vcd", "icd"):
+        assert issubclass(METHODS[m][0], ContrastConfig)
+    assert get_method("sample").config == SamplingConfig(sample=True)
+    assert get_method("greedy").config == SamplingConfig()
+    assert get_method("sample", sample=False).config.sample is False  # the caller's arguments win over the preset
     assert isinstance(get_method("icd", sample=True, temperature=0.5).config, SamplingConfig)
     DecodeInputs({}, [], [])  # constructible without tensors
     Branch(["x"], None)
+
+
+def test_old_names_still_work_with_a_warning(micro, micro_images):
+    with pytest.warns(DeprecationWarning, match="SamplingConfig"):
+        assert decoding.SampleConfig(temperature=0.5) == SamplingConfig(sample=True, temperature=0.5)
+    with pytest.warns(DeprecationWarning, match="SamplingConfig"):
+        assert decoding.GreedyConfig() == SamplingConfig()
+    with pytest.warns(DeprecationWarning, match="first-token"):
+        assert decoding.scores_first_token("vcd") is True
+    decoder = get_method("greedy")
+    with pytest.warns(DeprecationWarning, match="decode_inputs"):
+        old = micro._decode_inputs(decoder, micro_images[:2], micro_prompts(2))
+    assert torch.equal(old["input_ids"], micro.decode_inputs(decoder, micro_images[:2], micro_prompts(2))["input_ids"])
+
+
+def test_decoding_loads_no_steering():
+    """`import halluscope.decoding` loads neither steering nor the modules above it, and still knows "vti"
+    (by the name of the package that registers it, imported on first use)."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, halluscope.decoding as d; loaded = sorted(sys.modules); known = 'vti' in d.METHODS;"
+            " d.METHODS['vti']; print(json.dumps([loaded, known, 'halluscope.steering' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, known, registered = json.loads(out.stdout.splitlines()[-1])
+    above = ("steering", "hallucinate", "training", "world", "zoo", "tasks", "runner", "report", "cli")
+    assert not [m for m in loaded if m.startswith("halluscope.") and m.split(".")[1] in above]
+    assert known and registered

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from halluscope import World
-from halluscope.models import VLMAdapter
+from halluscope.decoding import VLMAdapter
 from halluscope.models.tiny import TinyConfig, build_model, build_processor
 from halluscope.steering import (
     HALLUCINATION_TYPES, Directions, FitConfig, VTI, VTIConfig, WorldHallucinator, fit_directions,
@@ -237,11 +237,11 @@ def test_flat_arguments_go_to_the_base_method(micro_directions):
         VTI(VTIConfig.from_args(directions=micro_directions, temprature=0.7))
 
 
-def test_vti_through_adapter_generate(micro, micro_directions, images, tmp_path, monkeypatch):
-    """`adapter.generate(..., method="vti", ...)` once "vti" is in the decoding registry."""
+def test_vti_through_adapter_generate(micro, micro_directions, images, tmp_path):
+    """`adapter.generate(..., method="vti", ...)`: importing halluscope.steering registered "vti"."""
     from halluscope import decoding
 
-    monkeypatch.setitem(decoding.METHODS, "vti", (VTIConfig, VTI))
+    assert decoding.METHODS["vti"][:2] == (VTIConfig, VTI)
     path = micro_directions.save(tmp_path / "d.safetensors")
     prompts = [PROMPT] * 4
     assert micro.generate(images, prompts, method="vti", directions=str(path), alpha=0, beta=0) == \

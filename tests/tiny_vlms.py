@@ -26,16 +26,16 @@ def _build_llava(folder) -> dict:
 
     from halluscope import World
     from halluscope.models.tiny import IMAGE_TOKEN, PATCH_SIZE, build_processor
-    from halluscope.world import IMAGE_SIZE
 
     processor = build_processor(World(seed=0))
     tok = processor.tokenizer
+    image_size = processor.image_processor.size["height"]  # the world's images, square
     vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                              image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, projection_dim=32)
+                              image_size=image_size, patch_size=PATCH_SIZE, projection_dim=32)
     text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    n_image_tokens = (IMAGE_SIZE // PATCH_SIZE) ** 2  # "default" strategy drops CLS: one token per patch
+    n_image_tokens = (image_size // PATCH_SIZE) ** 2  # "default" strategy drops CLS: one token per patch
     config = LlavaConfig(vision_config=vision, text_config=text,
                          image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN), image_seq_length=n_image_tokens,
                          vision_feature_layer=-2, vision_feature_select_strategy="default",
@@ -47,7 +47,7 @@ def _build_llava(folder) -> dict:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)) for _ in range(2)]
+    images = [Image.fromarray(rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)) for _ in range(2)]
     return {"images": images, "image_tokens": [n_image_tokens, n_image_tokens], "decoder_layers": 2,
             "image_token": IMAGE_TOKEN, "vision_cls": "CLIPVisionModel", "projector_cls": "LlavaMultiModalProjector"}
 

@@ -8,16 +8,22 @@ tokens and, for Qwen2-VL, its own M-RoPE positions), and decodes with one KV cac
     rows = [branch 0: samples 0..B-1 | branch 1: samples 0..B-1 | ...]
 
 At every step the method's `scores(logits, step, samples)` turns the (n_branches, b, V) last-position
-logits of the b samples still decoding into (b, V) next-token scores (-inf = excluded); the engine
-picks a token per sample (argmax, or sampling with temperature / top-k / top-p), feeds the SAME
-token to every branch of that sample, and stops a sample at its EOS (later tokens are padding) or
-at `max_new_tokens`. A stopped sample's rows leave the batch and the KV cache (public
-`Cache.reorder_cache`), so a batch of long and short answers does not pay for the short ones.
+logits of the b samples still decoding into (b, V) next-token scores (-inf = excluded); then the
+logits processors that `generate` built from the model's `generation_config` and its arguments run on
+those scores with the clean branch's ids, exactly as in transformers' own search (repetition penalty,
+no-repeat n-grams, min_new_tokens, suppressed tokens, and when sampling the temperature / top-k /
+top-p warpers). The engine picks a token per sample (argmax, or a draw), feeds the SAME token to every
+branch of that sample, and stops a sample where `generate`'s stopping criteria say so (its EOS ids,
+max_new_tokens, stop strings); later tokens are padding. A stopped sample's rows leave the batch and
+the KV cache (public `Cache.reorder_cache`), so a batch of long and short answers does not pay for
+the short ones.
 
 The loop runs inside `model.generate(custom_generate=...)`: transformers prepares the cache, the
-attention mask, the position ids (M-RoPE included) and `logits_to_keep` exactly as for its own
-greedy search, and the loop steps with the public `prepare_inputs_for_generation`. Nothing in
-transformers is patched.
+attention mask, the position ids (M-RoPE included), `logits_to_keep`, the processors and the stopping
+criteria exactly as for its own search, and the loop steps with the public
+`prepare_inputs_for_generation`. Nothing in transformers is patched. The processors see every row of
+the stacked batch, finished samples included, as in transformers' search; a method's scores stand in
+each sample's clean row, whose result is kept.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from PIL import Image
 
 from ..images import ImageLike, load_image
+from .protocol import DecodingMethod, SamplingConfig
 
 # scores(logits (n_branches, b, V), step, samples (b,): which of the B samples the rows are)
 #   -> (b, V) next-token scores, -inf = excluded
@@ -59,43 +66,6 @@ def source(inputs: dict, method: str) -> tuple[list[ImageLike], list[str]]:
     return inputs.images, inputs.prompts
 
 
-# --------------------------------------------------------------------------------- sampling
-@dataclass
-class SamplingConfig:
-    """How a method picks each token from its scores: argmax (default) or sampling. Shared by
-    every contrastive method; the papers sample with temperature 1 and no truncation."""
-
-    sample: bool = field(default=False, metadata={
-        "help": "draw tokens from softmax(scores / temperature) instead of taking the argmax"})
-    temperature: float = field(default=1.0, metadata={"help": "softmax temperature when sampling (> 0)"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus mass when sampling, in (0, 1]; 1 keeps all"})
-    top_k: int = field(default=0, metadata={"help": "keep the k best tokens when sampling; 0 keeps all"})
-    seed: int | None = field(default=None, metadata={"help": "torch seed set before sampling"})
-
-    def __post_init__(self) -> None:
-        name = type(self).__name__
-        if not self.temperature > 0:
-            raise ValueError(f"{name}: temperature={self.temperature} must be > 0; for greedy use sample=False")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"{name}: top_p={self.top_p} must be in (0, 1]; 1 turns nucleus filtering off")
-        if self.top_k < 0:
-            raise ValueError(f"{name}: top_k={self.top_k} must be >= 0; 0 turns top-k filtering off")
-
-
-def choose_tokens(scores: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
-    """(B, V) scores -> (B,) token ids: argmax, or a draw after temperature, top-k and top-p."""
-    if not config.sample:
-        return scores.argmax(-1)
-    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
-    scores = TemperatureLogitsWarper(config.temperature)(None, scores)
-    if config.top_k > 0:
-        scores = TopKLogitsWarper(config.top_k)(None, scores)
-    if config.top_p < 1:
-        scores = TopPLogitsWarper(config.top_p)(None, scores)
-    return torch.multinomial(scores.softmax(-1), 1).squeeze(1)
-
-
 # --------------------------------------------------------------------------------- branches
 @dataclass
 class Branch:
@@ -108,12 +78,6 @@ class Branch:
     prompts: Sequence[str]
     images: Sequence[ImageLike] | None
     distort: Callable[[torch.Tensor, Image.Image, Any], torch.Tensor] | None = None
-
-
-def text_only_prompt(adapter, prompt: str) -> str:
-    """The chat-templated prompt with no image in it."""
-    messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
-    return adapter.processor.apply_chat_template(messages, add_generation_prompt=True)
 
 
 def image_rows(batch: dict[str, torch.Tensor]) -> list[slice]:
@@ -140,7 +104,7 @@ def build_branches(adapter, branches: Sequence[Branch]) -> dict[str, torch.Tenso
     repeats = all(b.prompts is first.prompts and b.images is first.images for b in branches)
     for branch in branches[:1] if repeats else branches:
         if branch.images is None:
-            texts += [text_only_prompt(adapter, p) for p in branch.prompts]
+            texts += [adapter.prompt_text(p, image=False) for p in branch.prompts]
             continue
         if len(branch.images) != len(branch.prompts):
             raise ValueError(f"a branch has {len(branch.images)} images for {len(branch.prompts)} prompts")
@@ -164,9 +128,7 @@ def build_branches(adapter, branches: Sequence[Branch]) -> dict[str, torch.Tenso
             if branch.distort is not None:
                 pixels[sl] = branch.distort(pixels[sl], im, adapter)
         batch["pixel_values"] = pixels
-    dtype = next(adapter.model.parameters()).dtype
-    return {k: (v.to(adapter.device, dtype) if torch.is_floating_point(v) else v.to(adapter.device))
-            for k, v in batch.items()}
+    return adapter.to_device(batch)
 
 
 def image_seed(image: Image.Image, seed: int) -> int:
@@ -258,18 +220,17 @@ def decode(adapter, inputs: dict[str, torch.Tensor], n_branches: int, scores: Sc
 
     One forward pass per step over all n_branches * rows of the unfinished samples with one KV
     cache; `scores(logits, step, samples)` combines the branches' last-position logits of the
-    samples still decoding (their indices in 0..B-1); every branch of a sample continues with the
-    chosen token. A sample stops at its EOS (then padding) and, with `prune`, leaves the batch
-    and the cache, so later steps cost less. EOS is excluded before `min_new_tokens` (as
-    `generate(min_new_tokens=...)` does). `use_cache=False` reruns the whole sequence every step
-    (for testing the cache). `keep_logits` keeps every step's (n_branches, B, V) logits, NaN for
-    samples that have stopped."""
+    samples still decoding (their indices in 0..B-1), `generate`'s logits processors adjust the
+    result, and every branch of a sample continues with the chosen token. A sample stops where
+    `generate`'s stopping criteria say (then padding) and, with `prune`, leaves the batch and the
+    cache, so later steps cost less. `min_new_tokens` goes to `generate`, whose processor excludes
+    EOS until then. `use_cache=False` reruns the whole sequence every step (for testing the cache).
+    `keep_logits` keeps every step's raw (n_branches, B, V) logits, NaN for samples that have stopped."""
     sampling = sampling or SamplingConfig()
     n_rows = inputs["input_ids"].shape[0]
     if n_rows % n_branches:
         raise ValueError(f"{n_rows} rows do not split into {n_branches} branches")
     batch = n_rows // n_branches
-    eos = torch.tensor(eos_ids(adapter), device=adapter.device)
     pad = _pad_id(adapter)
     if sampling.sample and sampling.seed is not None:
         torch.manual_seed(sampling.seed)
@@ -277,10 +238,15 @@ def decode(adapter, inputs: dict[str, torch.Tensor], n_branches: int, scores: Sc
 
     def loop(model, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
              streamer=None, **model_kwargs):
-        # `generate` has prepared the cache, mask, positions and logits_to_keep in model_kwargs.
-        samples = torch.arange(batch, device=input_ids.device)  # the samples whose rows are in the batch
-        finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-        tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=input_ids.device)
+        # `generate` has prepared the cache, mask, positions and logits_to_keep in model_kwargs, and the
+        # processors and stopping criteria from the generation config, for all n_rows rows.
+        device = input_ids.device
+        samples = torch.arange(batch, device=device)  # the samples whose rows are in the model's batch
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=device)
+        # Every row's sequence, never pruned (a finished sample gets padding, as in transformers' search):
+        # the processors keep per-row state for these rows (a repetition penalty, each row's padding).
+        sequences = input_ids
         can_prune = prune and use_cache and _prunable(model_kwargs)
         model_inputs = model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **model_kwargs)
         for step in range(max_new_tokens):
@@ -288,20 +254,29 @@ def decode(adapter, inputs: dict[str, torch.Tensor], n_branches: int, scores: Sc
             logits = outputs.logits[:, -1].float().view(n_branches, len(samples), -1)
             # Without pruning, stopped samples stay in the batch, fed padding; `scores` sees the others.
             live = ~finished[samples]
+            decoding = samples[live]
             if keep_logits:
                 full = logits.new_full((n_branches, batch, logits.shape[-1]), math.nan)
-                full[:, samples[live]] = logits[:, live]
+                full[:, decoding] = logits[:, live]
                 result.logits.append(full)
-            step_scores = scores(logits[:, live], step, samples[live])
-            if step < min_new_tokens and len(eos):
-                step_scores = step_scores.index_fill(-1, eos, -math.inf)
-            token = torch.full_like(samples, pad)
-            token[live] = choose_tokens(step_scores, sampling)
-            tokens[samples, step] = token
-            finished[samples[live]] = torch.isin(token[live], eos)
-            if step == max_new_tokens - 1 or finished.all():
+            # The method's scores go in each decoding sample's clean row (row i: branch 0 of sample i), whose
+            # prompt is the plain one; the processors see every row, and only those rows are kept.
+            contrast = scores(logits[:, live], step, decoding)
+            step_scores = contrast.new_zeros(n_rows, contrast.shape[-1])
+            step_scores[decoding] = contrast
+            step_scores = logits_processor(sequences, step_scores)[:batch]
+            if sampling.sample:
+                chosen = torch.multinomial(step_scores[decoding].softmax(-1), 1).squeeze(1)
+            else:
+                chosen = step_scores[decoding].argmax(-1)
+            token = torch.full((batch,), pad, dtype=torch.long, device=device)
+            token[decoding] = chosen
+            tokens[:, step] = token
+            sequences = torch.cat([sequences, token.repeat(n_branches)[:, None]], -1)
+            finished |= stopping_criteria(sequences[:batch], step_scores)
+            if finished.all():
                 return tokens[:, :step + 1]
-            input_ids = torch.cat([input_ids, token.repeat(n_branches)[:, None]], -1)
+            input_ids = torch.cat([input_ids, token[samples].repeat(n_branches)[:, None]], -1)
             model_kwargs = _advance(outputs, model_kwargs)
             if can_prune and finished[samples].any():
                 keep = (~finished[samples]).nonzero().squeeze(1)
@@ -310,19 +285,52 @@ def decode(adapter, inputs: dict[str, torch.Tensor], n_branches: int, scores: Sc
                 model_kwargs = _keep_rows(model_kwargs, rows)
             model_inputs = model.prepare_inputs_for_generation(
                 input_ids, next_sequence_length=1 if model_kwargs.get("use_cache") else None, **model_kwargs)
-        return tokens[:, :0]
+        return tokens
 
+    extra = {"min_new_tokens": min_new_tokens} if min_new_tokens else {}
     result.tokens = adapter.model.generate(
-        **inputs, custom_generate=loop, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-        pad_token_id=pad, use_cache=use_cache)
+        **inputs, custom_generate=loop, max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=pad,
+        use_cache=use_cache, **sampling.generate_kwargs(), **extra)
     return result
 
 
 def first_step_logits(adapter, inputs: dict[str, torch.Tensor], n_branches: int) -> torch.Tensor:
-    """(n_branches, B, V) logits for the first new token: the first step of `decode`."""
+    """(n_branches, B, V) raw logits for the first new token: the first step of `decode`."""
     captured = decode(adapter, inputs, n_branches, lambda logits, step, samples: logits[0], 1, keep_logits=True)
     return captured.logits[0]
 
 
-__all__ = ["Branch", "DecodeInputs", "DecodeResult", "SamplingConfig", "build_branches", "choose_tokens", "decode",
-           "eos_ids", "first_step_logits", "image_rows", "image_seed", "source", "text_only_prompt"]
+# --------------------------------------------------------------------------------- methods
+class BranchMethod(DecodingMethod):
+    """A method that runs its branches stacked in one batch and combines their logits.
+
+    Subclasses set `name` and `config_cls` (a `SamplingConfig`), and give `branches(adapter, images,
+    prompts)` (branch 0 is the clean input) and `scores(logits, step, samples)`."""
+
+    name: ClassVar[str] = "branches"
+    builds_own_inputs = True  # all branches come from one processor call: the clean-only tensors would go unused
+
+    def branches(self, adapter, images: list, prompts: list[str]) -> list[Branch]:
+        raise NotImplementedError
+
+    def scores(self, logits: torch.Tensor, step: int, samples: torch.Tensor | None = None) -> torch.Tensor:
+        """(b, V) scores from the (n_branches, b, V) logits of `samples` (indices into the batch)."""
+        raise NotImplementedError
+
+    def stacked(self, adapter, inputs) -> tuple[dict[str, torch.Tensor], int]:
+        images, prompts = source(inputs, self.name)
+        branches = self.branches(adapter, images, prompts)
+        return build_branches(adapter, branches), len(branches)
+
+    def generate(self, adapter, inputs, max_new_tokens: int, min_new_tokens: int = 0) -> torch.Tensor:
+        stacked, n = self.stacked(adapter, inputs)
+        return decode(adapter, stacked, n, self.scores, max_new_tokens, self.config,
+                      min_new_tokens=min_new_tokens).tokens
+
+    def first_token_scores(self, adapter, inputs) -> torch.Tensor:
+        stacked, n = self.stacked(adapter, inputs)
+        return self.scores(first_step_logits(adapter, stacked, n), 0, None)
+
+
+__all__ = ["Branch", "BranchMethod", "DecodeInputs", "DecodeResult", "SamplingConfig", "build_branches", "decode",
+           "eos_ids", "first_step_logits", "image_rows", "image_seed", "source"]

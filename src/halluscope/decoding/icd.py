@@ -12,14 +12,12 @@ removes what the model would say anyway under that confusion.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
-from .base import BranchMethod, check_range
-from .engine import Branch, SamplingConfig
-from .vcd import contrast_scores
+from .contrast import ContrastConfig, contrast_scores
+from .engine import Branch, BranchMethod
 
 # The paper's disturbance that its results use (one of the five role prompts it compares;
 # the code spells it "objects detector").
@@ -27,7 +25,7 @@ DISTURBANCE = "You are a confused object detector to provide a fuzzy overview or
 
 
 @dataclass
-class ICDConfig(SamplingConfig):
+class ICDConfig(ContrastConfig):
     """Instruction contrastive decoding (Wang et al., Findings of ACL 2024): contrast the logits
     for the instruction with those for the instruction prefixed by a disturbing role prompt.
 
@@ -37,27 +35,26 @@ class ICDConfig(SamplingConfig):
     (`--cd_alpha 1 --cd_beta 0.1`). For LLaVA the code puts the disturbance in the system prompt;
     here it prefixes the user instruction, which works with any chat template."""
 
-    alpha: float = field(default=1.0, metadata={"help": "contrast strength; 0 gives the plain model's scores"})
-    beta: float = field(default=0.1, metadata={
-        "help": "plausibility: keep tokens with clean probability >= beta * max (0 keeps all, 1 only the argmax)"})
+    _paper = {
+        "title": "Mitigating Hallucinations in Large Vision-Language Models with Instruction Contrastive Decoding",
+        "authors": "Xintong Wang, Jingheng Pan, Liang Ding, Chris Biemann",
+        "venue": "Findings of ACL 2024",
+        "url": "https://arxiv.org/abs/2403.18715",
+    }
+
     disturbance: str = field(default=DISTURBANCE, metadata={"help": "role prompt put before the instruction"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("icd", "alpha", self.alpha, 0, math.inf, "use 0 (no contrast) or more; the paper uses 1")
-        check_range("icd", "beta", self.beta, 0, 1, "the paper uses 0.1; 1 keeps only the clean argmax")
         if not isinstance(self.disturbance, str) or not self.disturbance.strip():
-            raise ValueError("icd: disturbance must be a non-empty role prompt, e.g. the paper's "
-                             f"{DISTURBANCE!r}")
+            self.fail("disturbance", f"use a non-empty role prompt, e.g. the paper's {DISTURBANCE!r}")
 
 
 class ICD(BranchMethod):
     """Branches: the instruction, and the disturbance + instruction, both on the clean image."""
 
     name = "icd"
-
-    def __init__(self, config: ICDConfig) -> None:
-        super().__init__(config)
+    config_cls = ICDConfig
 
     def branches(self, adapter, images, prompts):
         disturbed = [f"{self.config.disturbance} {p}" for p in prompts]

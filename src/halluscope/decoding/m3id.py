@@ -11,6 +11,11 @@ With l_c = log p(y | image, x, y<t) and l_u = log p(y | x, y<t) (the same prompt
 i.e. p* ∝ p_c^(1/gamma_t) / p_u^((1-gamma_t)/gamma_t): tokens the image makes likelier than the
 language prior alone are amplified, more and more as the answer grows (the paper shows the
 image's influence fading with t). t counts the generated tokens from 1.
+
+The scores are computed on the logits, not the log-probabilities: the two differ by a constant per
+row, which p* (softmax, argmax, top-k, top-p) does not see. On logits, lambda = 0 gives exactly the
+model's own scores, so the logits processors of the model's generation config (a repetition penalty
+scales positive and negative scores differently) act as they do under plain greedy decoding.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import torch
 from PIL import Image
 
 from ..images import load_image
-from .base import BranchMethod, check_range
-from .engine import Branch, SamplingConfig
+from .engine import Branch, BranchMethod
+from .protocol import SamplingConfig
 
 NO_IMAGE = ("drop", "black")
 
@@ -34,9 +39,11 @@ def m3id_weight(t: int, lam: float = 0.02) -> float:
 
 
 def m3id_scores(logits_cond: torch.Tensor, logits_uncond: torch.Tensor, t: int, lam: float = 0.02) -> torch.Tensor:
-    """M3ID's next-token scores at step t (1 for the first new token), in log-probabilities."""
-    lc, lu = logits_cond.float().log_softmax(-1), logits_uncond.float().log_softmax(-1)
-    return lc + m3id_weight(t, lam) * (lc - lu)
+    """M3ID's next-token scores at step t (1 for the first new token): l_c + w_t (l_c - l_u) on the logits,
+    which softmax turns into p* (see the module docstring); exactly `logits_cond` when lam = 0."""
+    lc, lu = logits_cond.float(), logits_uncond.float()
+    weight = m3id_weight(t, lam)
+    return torch.add(lc, lc - lu, alpha=weight) if weight else lc.clone()
 
 
 @dataclass
@@ -47,6 +54,14 @@ class M3IDConfig(SamplingConfig):
     Alessandro Favero et al. "Multi-Modal Hallucination Control by Visual Information Grounding".
     CVPR 2024. arXiv:2403.14003. Default: lambda = 0.02 (gamma_t = exp(-0.02 t))."""
 
+    _paper = {
+        "title": "Multi-Modal Hallucination Control by Visual Information Grounding",
+        "authors": "Alessandro Favero, Luca Zancato, Matthew Trager, Siddharth Choudhary, Pramuditha Perera, "
+                   "Alessandro Achille, Ashwin Swaminathan, Stefano Soatto",
+        "venue": "CVPR 2024",
+        "url": "https://arxiv.org/abs/2403.14003",
+    }
+
     lam: float = field(default=0.02, metadata={
         "help": "lambda of gamma_t = exp(-lambda t); 0 gives the plain model, larger amplifies sooner"})
     no_image: str = field(default="drop", metadata={
@@ -55,19 +70,16 @@ class M3IDConfig(SamplingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("m3id", "lam", self.lam, 0, 1, "the paper uses 0.02; 0 turns the correction off")
+        self.check_range("lam", 0, 1, "the paper uses 0.02; 0 turns the correction off")
         if self.no_image not in NO_IMAGE:
-            raise ValueError(f"m3id: no_image={self.no_image!r} must be one of {NO_IMAGE}; 'black' is for models "
-                             "whose prompts must hold an image")
+            self.fail("no_image", f"use one of {NO_IMAGE}; 'black' is for models whose prompts must hold an image")
 
 
 class M3ID(BranchMethod):
     """Branches: the prompt with the image, and the prompt without it (or with a black image)."""
 
     name = "m3id"
-
-    def __init__(self, config: M3IDConfig) -> None:
-        super().__init__(config)
+    config_cls = M3IDConfig
 
     def branches(self, adapter, images, prompts):
         if self.config.no_image == "drop":

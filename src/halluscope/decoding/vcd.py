@@ -13,15 +13,14 @@ on the pixel tensor the model receives (after its processor's normalisation, as 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
 from PIL import Image
 
-from .base import BranchMethod, check_range, plausible
-from .engine import Branch, SamplingConfig, image_seed
+from .contrast import ContrastConfig, contrast_scores
+from .engine import Branch, BranchMethod, image_seed
 
 DIFFUSION_STEPS = 1000
 
@@ -44,14 +43,6 @@ def add_diffusion_noise(pixels: torch.Tensor, step: int, noise: torch.Tensor | N
     return out.to(pixels.dtype)
 
 
-def contrast_scores(logits_clean: torch.Tensor, logits_contrast: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
-    """(1 + alpha) * clean - alpha * contrast, -inf outside the plausibility set of the clean logits."""
-    # (1 + alpha) * clean - alpha * contrast, written as clean + alpha * (clean - contrast): fewer
-    # passes over the vocabulary at every step, and exactly `clean` when alpha = 0.
-    diff = torch.add(logits_clean, logits_clean - logits_contrast, alpha=alpha) if alpha else logits_clean.clone()
-    return diff.masked_fill_(~plausible(logits_clean, beta), -math.inf)
-
-
 def vcd_scores(logits_clean: torch.Tensor, logits_distorted: torch.Tensor, alpha: float = 1.0,
                beta: float = 0.1) -> torch.Tensor:
     """VCD's next-token scores: (1 + alpha) * l(v) - alpha * l(v'), with -inf for the tokens whose
@@ -72,7 +63,7 @@ def noise_like(rows: torch.Tensor, adapter, generator: torch.Generator) -> torch
 
 
 @dataclass
-class VCDConfig(SamplingConfig):
+class VCDConfig(ContrastConfig):
     """Visual contrastive decoding (Leng et al., CVPR 2024): contrast the next-token logits on the
     image with those on a diffusion-noised copy, within the clean logits' plausibility set.
 
@@ -80,9 +71,13 @@ class VCDConfig(SamplingConfig):
     Visual Contrastive Decoding". CVPR 2024. arXiv:2311.16922. Defaults: alpha = 1, beta = 0.1,
     noise step 500 of 1000 (the paper's settings; the code's `cd_alpha` default is 0.5)."""
 
-    alpha: float = field(default=1.0, metadata={"help": "contrast strength; 0 gives the plain model's scores"})
-    beta: float = field(default=0.1, metadata={
-        "help": "plausibility: keep tokens with clean probability >= beta * max (0 keeps all, 1 only the argmax)"})
+    _paper = {
+        "title": "Mitigating Object Hallucinations in Large Vision-Language Models through Visual Contrastive Decoding",
+        "authors": "Sicong Leng, Hang Zhang, Guanzheng Chen, Xin Li, Shijian Lu, Chunyan Miao, Lidong Bing",
+        "venue": "CVPR 2024",
+        "url": "https://arxiv.org/abs/2311.16922",
+    }
+
     noise_step: int = field(default=500, metadata={"help": "diffusion step of the distorted image, 0..999"})
     noise_seed: int = field(default=0, metadata={
         "help": "seed of the noise; each image's noise also depends on its pixels, so results do not depend "
@@ -90,20 +85,15 @@ class VCDConfig(SamplingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("vcd", "alpha", self.alpha, 0, math.inf, "use 0 (no contrast) or more; the paper uses 1")
-        check_range("vcd", "beta", self.beta, 0, 1, "the paper uses 0.1; 1 keeps only the clean argmax")
         if not isinstance(self.noise_step, int) or not 0 <= self.noise_step < DIFFUSION_STEPS:
-            raise ValueError(f"vcd: noise_step={self.noise_step!r} must be an integer in [0, {DIFFUSION_STEPS - 1}]; "
-                             "the paper uses 500")
+            self.fail("noise_step", f"must be an integer in [0, {DIFFUSION_STEPS - 1}]; the paper uses 500")
 
 
 class VCD(BranchMethod):
     """Branches: the clean image, and the same prompt on the noised image."""
 
     name = "vcd"
-
-    def __init__(self, config: VCDConfig) -> None:
-        super().__init__(config)
+    config_cls = VCDConfig
 
     def distort(self, rows: torch.Tensor, image: Image.Image, adapter) -> torch.Tensor:
         generator = torch.Generator().manual_seed(image_seed(image, self.config.noise_seed))

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .base import BranchMethod, check_range, plausible
-from .engine import Branch, SamplingConfig, build_branches, decode, first_step_logits, source
+from .contrast import plausible
+from .engine import Branch, BranchMethod, build_branches, decode, first_step_logits, source
+from .protocol import SamplingConfig
 
 # The reference code's description request (`desc_prompt`); {inst} is the task's instruction.
 DESCRIPTION_PROMPT = (
@@ -68,6 +69,15 @@ class VDGDConfig(SamplingConfig):
     plausibility cutoff 0.1 and description prompt, greedy descriptions of up to 1024 tokens
     (`max_new_tokens=1024` in the code), the min-over-steps KL (`--kl_reduction min`)."""
 
+    _paper = {
+        "title": "Visual Description Grounded Decoding Reduces Hallucinations and Improves Reasoning in Large "
+                 "Vision-Language Models",
+        "authors": "Sreyan Ghosh, Chandra Kiran Reddy Evuru, Sonal Kumar, Utkarsh Tyagi, Oriol Nieto, Zeyu Jin, "
+                   "Dinesh Manocha",
+        "venue": "ICLR 2025",
+        "url": "https://arxiv.org/abs/2405.15683",
+    }
+
     beta: float = field(default=0.1, metadata={
         "help": "plausibility: candidates have clean probability >= beta * max (1 keeps only the argmax)"})
     description_prompt: str = field(default=DESCRIPTION_PROMPT, metadata={
@@ -78,37 +88,37 @@ class VDGDConfig(SamplingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("vdgd", "beta", self.beta, 0, 1, "the code uses 0.1; 1 keeps only the clean argmax")
+        self.check_range("beta", 0, 1, "the code uses 0.1; 1 keeps only the clean argmax")
         if not isinstance(self.description_max_new_tokens, int) or self.description_max_new_tokens < 1:
-            raise ValueError(f"vdgd: description_max_new_tokens={self.description_max_new_tokens!r} must be a "
-                             "positive integer (the code allows 1024)")
+            self.fail("description_max_new_tokens", "use a positive integer (the code allows 1024)")
         missing = [k for k in ("{description}", "{prompt}") if k not in self.prefix_template]
         if missing:
-            raise ValueError(f"vdgd: prefix_template lacks {missing}; e.g. {PREFIX_TEMPLATE!r}")
+            self.fail("prefix_template", f"it lacks {missing}; e.g. {PREFIX_TEMPLATE!r}")
 
 
 class VDGD(BranchMethod):
     """Describe, then decode one branch (image + description + instruction) against the description."""
 
     name = "vdgd"
-
-    def __init__(self, config: VDGDConfig) -> None:
-        super().__init__(config)
+    config_cls = VDGDConfig
 
     @torch.no_grad()
     def describe(self, adapter, images, prompts) -> Description:
-        """Greedy descriptions, and the max over their steps of each token's log-probability."""
+        """Greedy descriptions, and the max over their steps of each token's log-probability: the
+        `description_logprobs` of the steps, kept as a running max (all steps' (B, V) logits of a
+        1024-token description would not fit in memory)."""
         requests = [self.config.description_prompt.replace("{inst}", p) for p in prompts]
         inputs = build_branches(adapter, [Branch(requests, images)])
         state: dict[str, torch.Tensor] = {}
 
         def track(logits: torch.Tensor, step: int, samples: torch.Tensor) -> torch.Tensor:
-            # Every step of a description counts, its EOS step included (as in the code's logits).
+            # Every step of a description counts, its EOS step included (as in the code's logits); the
+            # engine passes only the samples still describing, so a finished one's table stays as it was.
             lp = logits[0].log_softmax(-1)
             if not state:
                 state["best"] = lp.new_full((len(prompts), lp.shape[-1]), -math.inf)
             state["best"][samples] = torch.maximum(state["best"][samples], lp)
-            return lp  # greedy: the engine takes its argmax
+            return logits[0]  # greedy on the model's own logits, as plain greedy decoding
 
         tokens = decode(adapter, inputs, 1, track, self.config.description_max_new_tokens).tokens
         texts = [t.strip() for t in adapter.tokenizer.batch_decode(tokens, skip_special_tokens=True)]

@@ -109,12 +109,6 @@ def world_demos(world: World, n: int, seed: int = 0, split: str = "train",
 
 
 # ------------------------------------------------------------------------------------ inputs
-def _to_model(adapter, batch) -> dict[str, torch.Tensor]:
-    dtype = next(adapter.model.parameters()).dtype
-    return {k: (v.to(adapter.device, dtype) if torch.is_floating_point(v) else v.to(adapter.device))
-            for k, v in batch.items() if isinstance(v, torch.Tensor)}
-
-
 def _image_inputs(adapter, image: ImageLike) -> dict[str, torch.Tensor]:
     out = adapter.processor.image_processor(images=[load_image(image)], return_tensors="pt")
     return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
@@ -189,7 +183,7 @@ def fit_vision(adapter, images: Sequence[ImageLike], config: FitConfig, progress
     diffs = []
     with record(list(layers)) as outputs:
         def states(inputs: dict[str, torch.Tensor], k: int) -> torch.Tensor:
-            adapter.model.get_image_features(**_to_model(adapter, inputs))
+            adapter.model.get_image_features(**adapter.to_device(inputs))
             return torch.stack([_per_image(h, inputs, k, tokens) for h in outputs], 1)  # (k, L, ...)
 
         for done, image in enumerate(images, 1):
@@ -229,7 +223,7 @@ def fit_text(adapter, demos: Sequence[Demo], config: FitConfig, progress: Progre
             texts += [_continuation(adapter, config.prompt, d.hallucinated) for d in chunk]
             batch = adapter.processor(images=images, text=texts, padding=True, return_tensors="pt")
             # Left padding: the last position is every sequence's last token.
-            adapter.model(**_to_model(adapter, batch), use_cache=False, logits_to_keep=1)
+            adapter.model(**adapter.to_device(batch), use_cache=False, logits_to_keep=1)
             last = torch.stack([h[:, -1].float() for h in outputs], 1)  # (2B, L, D)
             diffs.append(last[: len(chunk)] - last[len(chunk):])
             if progress:

@@ -15,22 +15,29 @@ from typing import Any
 
 import torch
 
+from ..decoding import DecodingMethod, MethodConfig, get_method
 from .directions import Directions
 from .hooks import SITES, vti
 
 
 @dataclass
-class VTIConfig:
+class VTIConfig(MethodConfig):
     """Visual and Textual Intervention (VTI): shift every vision-encoder layer's hidden states
     towards a direction of stable (mask-averaged) vision features, with strength alpha, and every
     decoder layer's towards true-minus-hallucinated captions, with strength beta, keeping each
     token's norm; then decode with the `base` method.
 
-    Sheng Liu, Haotian Ye, Lei Xing, James Zou. "Reducing Hallucinations in Vision-Language Models
-    via Latent Space Steering". ICLR 2025. arXiv:2410.15778. Code: github.com/shengliu66/VTI.
-    Defaults: alpha = beta = 0.9 and scale 0.1 as in the reference code (README's MMHal-Bench run,
-    `--alpha_image 0.9 --alpha_text 0.9`; the constant 0.1 in vti_utils/llm_layers.py VTILayer).
+    Defaults: alpha = beta = 0.9 and scale 0.1 as in the reference code (github.com/shengliu66/VTI,
+    README's MMHal-Bench run `--alpha_image 0.9 --alpha_text 0.9`; the constant 0.1 in
+    vti_utils/llm_layers.py VTILayer).
     """
+
+    _paper = {
+        "title": "Reducing Hallucinations in Vision-Language Models via Latent Space Steering",
+        "authors": "Sheng Liu, Haotian Ye, Lei Xing, James Zou",
+        "venue": "ICLR 2025",
+        "url": "https://arxiv.org/abs/2410.15778",
+    }
 
     directions: str | os.PathLike | Directions | None = field(
         default=None, metadata={"help": "directions file from `halluscope steer fit` (or a Directions object)"})
@@ -47,24 +54,21 @@ class VTIConfig:
     base_args: dict[str, Any] = field(default_factory=dict, metadata={"help": "arguments of the base method"})
 
     def __post_init__(self) -> None:
-        def fail(name: str, fix: str) -> None:
-            raise ValueError(f"vti: {name}={getattr(self, name)!r} is invalid: {fix}")
-
         if self.directions is None:
-            fail("directions", "pass directions=PATH, made with `halluscope steer fit --model MODEL --out PATH`")
+            self.fail("directions", "pass directions=PATH, made with `halluscope steer fit --model MODEL --out PATH`")
         if not isinstance(self.directions, Directions) and not Path(self.directions).is_file():
-            fail("directions", "no such file; make it with `halluscope steer fit --model MODEL --out PATH`")
+            self.fail("directions", "no such file; make it with `halluscope steer fit --model MODEL --out PATH`")
         for name in ("alpha", "beta"):
             if not math.isfinite(getattr(self, name)):
-                fail(name, "use a finite strength (0 turns this side off; the paper uses 0.9)")
+                self.fail(name, "use a finite strength (0 turns this side off; the paper uses 0.9)")
         if not (math.isfinite(self.scale) and self.scale > 0):
-            fail("scale", "use a positive factor (the reference code uses 0.1)")
+            self.fail("scale", "use a positive factor (the reference code uses 0.1)")
         if self.site not in SITES:
-            fail("site", f"use one of {SITES}")
+            self.fail("site", f"use one of {SITES}")
         if self.base == "vti":
-            fail("base", "VTI cannot wrap itself; use a decoding method such as 'greedy', 'sample' or 'vcd'")
+            self.fail("base", "VTI cannot wrap itself; use a decoding method such as 'greedy', 'sample' or 'vcd'")
         if not isinstance(self.base_args, dict):
-            fail("base_args", "use a dict of the base method's arguments, e.g. {'temperature': 1.0}")
+            self.fail("base_args", "use a dict of the base method's arguments, e.g. {'temperature': 1.0}")
 
     @classmethod
     def from_args(cls, **args: Any) -> VTIConfig:
@@ -92,28 +96,29 @@ def load_directions(directions: str | os.PathLike | Directions) -> Directions:
     return _load(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-class VTI:
+class VTI(DecodingMethod):
     """The base decoding method with the VTI hooks installed for the duration of generation."""
 
-    def __init__(self, config: VTIConfig) -> None:
-        from ..decoding import get_method
+    config_cls = VTIConfig
 
-        self.config = config
+    def __init__(self, config: VTIConfig) -> None:
+        super().__init__(config)
         self.directions = load_directions(config.directions)
         self.base = get_method(config.base, **config.base_args)
 
     @property
-    def builds_own_inputs(self) -> bool:
-        return getattr(self.base, "builds_own_inputs", False)
+    def builds_own_inputs(self) -> bool:  # a wrapper takes the inputs its base method takes
+        return self.base.builds_own_inputs
 
     def _hooks(self, adapter):
         c = self.config
         return vti(adapter, self.directions, c.alpha, c.beta, scale=c.scale, site=c.site,
                    vision_layer_ids=c.vision_layers, text_layer_ids=c.text_layers)
 
-    def generate(self, adapter, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> torch.Tensor:
+    def generate(self, adapter, inputs: dict[str, torch.Tensor], max_new_tokens: int,
+                 min_new_tokens: int = 0) -> torch.Tensor:
         with self._hooks(adapter):
-            return self.base.generate(adapter, inputs, max_new_tokens)
+            return self.base.generate(adapter, inputs, max_new_tokens, min_new_tokens)
 
     def first_token_scores(self, adapter, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The base method's first-step scores under the hooks (POPE's score mode)."""

@@ -11,14 +11,10 @@ def yes_no_answers(adapter, batch: list[dict[str, Any]], method: str, method_arg
                    key: str = "text") -> list[dict[str, Any]]:
     """{"prediction": "yes"|"no", ...} per sample (question under `key`): in "score" mode, yes vs
     no under the method's first-step scores (its contrast included), from one forward pass; in
-    "generate" mode, or for a method without first-step scores, parsed from generated text (kept
-    under "raw", for other parsers)."""
-    from ..decoding import scores_first_token
-
+    "generate" mode, parsed from generated text (kept under "raw", for other parsers)."""
     images, texts = [s["image"] for s in batch], [s[key] for s in batch]
-    if mode == "score" and scores_first_token(method):
+    if mode == "score":
         lp = adapter.yes_no_logprobs(images, texts, method=method, **method_args).tolist()
         return [{"prediction": "yes" if y >= n else "no", "logprob_yes_no": [y, n]} for y, n in lp]
-    raw = adapter.generate(images, [t + adapter.yes_no_suffix for t in texts], method=method,
-                           max_new_tokens=8, **method_args)
+    raw = adapter.yes_no_texts(images, texts, method=method, **method_args)
     return [{"prediction": metrics.parse_yes_no(r), "raw": r} for r in raw]
