@@ -1,16 +1,34 @@
+"""The built-in model's training: its inputs equal the processor's, its batches depend only on seed
+and step, each stage trains what it should, and the recipe (`zoo.tiny.train_tiny`) resumes from a
+kill in any stage to the same model. The trainers' shared contract is tests/test_training_contract.py."""
+
 import json
 import time
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from halluscope import World
 from halluscope.models.tiny import TinyConfig, build_model, build_processor
 from halluscope.training import sft
-from halluscope.training.sft import Batcher, TrainConfig, batch_for_step, pixel_values, train
+from halluscope.training.sft import (
+    Batcher,
+    InstructionTrainer,
+    TrainConfig,
+    VisionPretrainer,
+    batch_for_step,
+    pixel_values,
+    train,
+)
+from halluscope.zoo import tiny as zoo_tiny
 
 MICRO = TinyConfig(vision_hidden=32, vision_layers=1, text_hidden=32, text_layers=1, heads=2)
+# Every stage of the recipe in a few steps, each with a checkpoint halfway.
+QUICK = dict(steps=4, batch_size=2, warmup_steps=1, vision_pretrain_steps=4, vision_batch_size=2,
+             checkpoint_every=2, log_every=2)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +66,8 @@ def test_multi_turn_ids_follow_the_chat_template(world, processor):
     messages = []
     for q, a in turns:
         content = ([{"type": "image"}] if not messages else []) + [{"type": "text", "text": q}]
-        messages += [{"role": "user", "content": content}, {"role": "assistant", "content": [{"type": "text", "text": a}]}]
+        messages += [{"role": "user", "content": content},
+                     {"role": "assistant", "content": [{"type": "text", "text": a}]}]
     text = processor.apply_chat_template(messages)
     ref = processor(images=[s.image], text=[text], return_tensors="pt")["input_ids"][0].tolist()
     batch = Batcher(processor)([(world.render_array(s.truth), turns)])
@@ -64,6 +83,8 @@ def test_batches_depend_only_on_seed_and_step(world, processor):
     assert all(torch.equal(a[k], b[k]) for k in a)
     c = batch_for_step(world, Batcher(processor), cfg, 8)
     assert not torch.equal(a["pixel_values"], c["pixel_values"])
+    d = batch_for_step(world, Batcher(processor), TrainConfig(batch_size=4, seed=1), 7)
+    assert not torch.equal(a["pixel_values"], d["pixel_values"])
 
 
 def test_micro_model_trains_in_under_a_minute(world, processor, tmp_path):
@@ -74,50 +95,21 @@ def test_micro_model_trains_in_under_a_minute(world, processor, tmp_path):
     log = train(model, processor, world, cfg, tmp_path, progress=False)
     assert time.time() - t0 < 60
     losses = [loss for _, loss in log["loss"]]
+    assert [s for s, _ in log["loss"]] == [10, 20, 30, 40, 50, 60]
     assert losses[-1] < 0.8 * losses[0], losses  # it learns something
-    assert (tmp_path / "checkpoint" / "model.safetensors").exists()
-
-
-def test_resume_after_interruption_gives_the_same_weights(world, processor, tmp_path, monkeypatch):
-    cfg = TrainConfig(steps=8, batch_size=4, warmup_steps=2, checkpoint_every=4, vision_pretrain_steps=3,
-                      vision_batch_size=4)
-    straight = build_model(processor, MICRO)
-    train(straight, processor, world, cfg, tmp_path / "straight", progress=False)
-
-    real = sft.lr_at
-
-    def crash_at_6(step, cfg_):  # called by the training loop at every step, in this process
-        if step == 6:
-            raise KeyboardInterrupt
-        return real(step, cfg_)
-
-    monkeypatch.setattr(sft, "lr_at", crash_at_6)
-    with pytest.raises(KeyboardInterrupt):
-        train(build_model(processor, MICRO), processor, world, cfg, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(sft, "lr_at", real)
-    resumed = build_model(processor, MICRO, seed=123)  # different init: everything must come from the checkpoint
-    log = train(resumed, processor, world, cfg, tmp_path / "resumed", progress=False)
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
-        assert torch.allclose(a, b, atol=1e-6), name
-    assert log["loss"] is not None
+    assert log["vision_loss"][-1][1] < log["vision_loss"][0][1], log["vision_loss"]
+    assert (tmp_path / "checkpoint" / "model.safetensors").exists()  # the last step is always checkpointed
 
 
 @pytest.mark.parametrize("scale", [0.0, 0.5, 1.0])
-def test_vision_tower_is_frozen_in_instruction_tuning_unless_scaled(world, processor, tmp_path, monkeypatch, scale):
+def test_vision_tower_is_frozen_in_instruction_tuning_unless_scaled(world, processor, tmp_path, scale):
     model = build_model(processor, MICRO)
-    start = {k: v.clone() for k, v in model.state_dict().items()}
-    after_stage0 = {}
-
-    def spy(model_, *args, **kwargs):
-        losses = real(model_, *args, **kwargs)
-        after_stage0.update({k: v.clone() for k, v in model_.state_dict().items()})
-        return losses
-
-    real = sft.pretrain_vision
-    monkeypatch.setattr(sft, "pretrain_vision", spy)
     cfg = TrainConfig(steps=3, batch_size=4, warmup_steps=1, checkpoint_every=1000, vision_pretrain_steps=2,
                       vision_batch_size=4, vision_lr_scale=scale)
-    train(model, processor, world, cfg, tmp_path, progress=False)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    VisionPretrainer(model, processor, world, cfg, tmp_path / "stage0", progress=False).train()
+    after_stage0 = {k: v.clone() for k, v in model.state_dict().items()}
+    InstructionTrainer(model, processor, world, cfg, tmp_path, progress=False).train()
     end = model.state_dict()
     tower = [k for k in end if "vision_tower" in k]
     assert any(not torch.equal(after_stage0[k], start[k]) for k in tower)  # stage 0 trains the tower either way
@@ -125,14 +117,6 @@ def test_vision_tower_is_frozen_in_instruction_tuning_unless_scaled(world, proce
     assert any(moved) if scale else not any(moved)
     assert all(not torch.equal(end[k], after_stage0[k]) for k in end if "multi_modal_projector" in k)
     assert all(p.requires_grad for p in model.parameters())  # left as it came
-
-
-def test_resume_refuses_another_config(world, processor, tmp_path):
-    cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=1, checkpoint_every=1, vision_pretrain_steps=0)
-    train(build_model(processor, MICRO), processor, world, cfg, tmp_path, progress=False)
-    with pytest.raises(ValueError, match="another training config"):
-        train(build_model(processor, MICRO), processor, world, TrainConfig(steps=3, batch_size=2, vision_pretrain_steps=0),
-              tmp_path, progress=False)
 
 
 def test_train_config_checks():
@@ -144,26 +128,33 @@ def test_train_config_checks():
         TrainConfig(lr=0)
     with pytest.raises(ValueError, match="vision_lr_scale"):
         TrainConfig(vision_lr_scale=-1)
+    with pytest.raises(ValueError, match="adam_betas"):
+        TrainConfig(adam_betas=(0.9, 1.5))
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        TrainConfig(max_grad_norm=0)
+    assert TrainConfig().paper()["venue"] == "NeurIPS 2023"
+    assert set(TrainConfig.help()) == {f for f in TrainConfig().to_dict()}
 
 
 def test_load_model_tiny_trains_once_then_reuses_the_cache(tmp_path, monkeypatch):
     import halluscope
-    from halluscope.training import sft as sft_module
 
     monkeypatch.setenv("HALLUSCOPE_CACHE", str(tmp_path))
-    kwargs = dict(train_config=TrainConfig(steps=3, batch_size=4, warmup_steps=1, vision_pretrain_steps=2,
-                                           vision_batch_size=4, connector_steps=2), tiny_config=MICRO, progress=False)
+    kwargs = dict(train_config=TrainConfig(**{**QUICK, "connector_steps": 2}), tiny_config=MICRO, progress=False)
     first = halluscope.load_model("tiny", **kwargs)
     (folder,) = tmp_path.iterdir()
-    assert (folder / "halluscope.json").exists() and not (folder / "checkpoint").exists()
+    assert (folder / "halluscope.json").exists() and not (folder / "stages").exists()
     # the three stages: vision tower, connector alignment (projector on captions), instruction tuning
-    assert json.loads((folder / "connector" / "hacl_log.json").read_text())["config"]["contrastive_weight"] == 0
+    log = json.loads((folder / "train_log.json").read_text())
+    assert log["connector"]["config"]["contrastive_weight"] == 0 and log["connector"]["method"] == "hacl"
+    assert log["connector"]["paper"]["venue"] == "CVPR 2024" and log["paper"]["venue"] == "NeurIPS 2023"
+    assert [s for s, _ in log["loss"]] == [2, 4] and [s for s, _ in log["vision_loss"]] == [2, 4]
     assert first.yes_no_suffix == ""  # the built-in model is asked plain questions
 
     def no_training(*args, **kw):
         raise AssertionError("the cached model should have been reused")
 
-    monkeypatch.setattr(sft_module, "train", no_training)
+    monkeypatch.setattr(InstructionTrainer, "train", no_training)
     second = halluscope.load_model("tiny", **kwargs)
     images = [s.image for s in World().sample("test", 2)]
     assert first.generate(images, ["Describe the image in detail."] * 2, max_new_tokens=5) == \
@@ -171,18 +162,45 @@ def test_load_model_tiny_trains_once_then_reuses_the_cache(tmp_path, monkeypatch
     assert second.answer_yes_no(images, ["Is there a fork in the image?"] * 2)[0] in ("yes", "no")
 
 
+@pytest.mark.parametrize("stage", ["stage0", "hacl", "instruct"])
+def test_the_recipe_killed_in_any_stage_resumes_to_the_same_model(world, tmp_path, stage):
+    from halluscope.training.hacl import HACLConfig, HACLTrainer
+
+    cfg, hacl = TrainConfig(**QUICK), HACLConfig(steps=4, batch_size=2, warmup_steps=1, checkpoint_every=2)
+    straight = zoo_tiny.train_tiny(world, cfg, MICRO, tmp_path / "straight", progress=False, hacl_config=hacl)
+    trainer = {"stage0": VisionPretrainer, "hacl": HACLTrainer, "instruct": InstructionTrainer}[stage]
+    real = trainer.train
+
+    def killed_after_its_first_checkpoint(self):
+        self.on_step = lambda done, loss: (_ for _ in ()).throw(KeyboardInterrupt) if done == 3 else None
+        return real(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer, "train", killed_after_its_first_checkpoint)
+        with pytest.raises(KeyboardInterrupt):
+            zoo_tiny.train_tiny(world, cfg, MICRO, tmp_path / "resumed", progress=False, hacl_config=hacl)
+    assert not (tmp_path / "resumed" / "halluscope.json").exists()
+    resumed = zoo_tiny.train_tiny(world, cfg, MICRO, tmp_path / "resumed", progress=False, hacl_config=hacl)
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log_a, log_b = (json.loads((f / "train_log.json").read_text()) for f in (straight, resumed))
+    for log in (log_a, log_b):
+        log.pop("seconds")
+        log["connector"]["log"].pop("seconds")
+    assert log_a == log_b
+
+
 def test_stage0_word_targets_put_visual_tokens_next_to_their_class_words(world, processor):
-    """With `word_targets`, stage 0 trains tower and projector (the word embeddings stay as they
-    are) until an object's visual token is nearest to its own class word among the 16."""
-    from halluscope.world import CLASSES
-    from halluscope.world import GRID
+    """Stage 0 trains tower and projector (the word embeddings stay as they are) until an object's
+    visual token is nearest to its own class word among the 16."""
+    from halluscope.world import CLASSES, GRID
 
     model = build_model(processor, MICRO)
     embed = model.get_input_embeddings().weight.detach().clone()
     projector = {k: v.clone() for k, v in model.model.multi_modal_projector.state_dict().items()}
     cfg = TrainConfig(vision_pretrain_steps=150, vision_batch_size=32, warmup_steps=5, lr=3e-3)
     losses = sft.pretrain_vision(model, processor, world, cfg)
-    assert losses[-1] < 0.5 * losses[0], losses[::10]
+    assert len(losses) == 150 and losses[-1] < 0.5 * losses[0], losses[::10]
     assert torch.equal(model.get_input_embeddings().weight, embed)
     assert all(not torch.equal(v, projector[k]) for k, v in model.model.multi_modal_projector.state_dict().items())
 
@@ -202,16 +220,36 @@ def test_stage0_word_targets_put_visual_tokens_next_to_their_class_words(world, 
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_embeddings_train_save_and_load_through_every_stage(world, tmp_path, tied):
-    """Tied input and output embeddings share storage: every stage's save must still write them."""
+    """Tied input and output embeddings share storage: every stage's checkpoint and the final save
+    must still write them, and loading must keep them tied or not."""
     from dataclasses import replace
 
     from halluscope import load_model
-    from halluscope.models import train_tiny
 
-    cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=1, vision_pretrain_steps=1, vision_batch_size=2,
-                      connector_steps=1, checkpoint_every=1)
-    folder = train_tiny(world, cfg, replace(MICRO, tie_embeddings=tied), out=tmp_path / "m", progress=False)
-    assert (folder / "stage0.safetensors").exists() and (folder / "stage1.safetensors").exists()
+    cfg = TrainConfig(**{**QUICK, "connector_steps": 1})
+    folder = zoo_tiny.train_tiny(world, cfg, replace(MICRO, tie_embeddings=tied), out=tmp_path / "m", progress=False)
     model = load_model(str(folder)).model
     shared = model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     assert shared == tied
+
+
+def test_old_names_warn_and_still_work(tmp_path, monkeypatch):
+    import halluscope.models
+    import halluscope.training.hacl
+
+    monkeypatch.setenv("HALLUSCOPE_CACHE", str(tmp_path))
+    with pytest.warns(DeprecationWarning, match="halluscope.zoo.tiny.cache_dir"):
+        assert halluscope.models.cache_dir() == tmp_path
+    with pytest.warns(DeprecationWarning, match="halluscope.load_model"):
+        assert halluscope.models.load_model is halluscope.load_model
+    with pytest.warns(DeprecationWarning):
+        assert halluscope.models.train_tiny is zoo_tiny.train_tiny
+    with pytest.warns(DeprecationWarning):
+        assert halluscope.training.hacl.train_tiny_hacl is zoo_tiny.train_tiny_hacl
+    with pytest.warns(DeprecationWarning, match="cosine_lr"):
+        lr_at = sft.lr_at
+    cfg = TrainConfig(steps=10, warmup_steps=2, lr=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from halluscope.training.loop import cosine_lr
+    assert [lr_at(s, cfg) for s in range(10)] == [cosine_lr(s, 1.0, 2, 10) for s in range(10)]

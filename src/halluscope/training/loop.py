@@ -128,7 +128,7 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """Train (or resume, or restore a finished run) and return the log: for every value
         `compute_loss` returns, a list of [step, mean since the previous entry], plus "seconds"."""
-        start, log = self.resume()
+        start, log, window = self.resume()
         if start >= self.steps:  # a finished run: its weights are restored, nothing to train
             self.model.eval()
             return log
@@ -137,7 +137,6 @@ class Trainer:
             bar = progress_bar("loss")
             bar.start()
             task = bar.add_task(self.title, total=self.steps, completed=start, loss="-")
-        window: dict[str, list[float]] = {}
         t0 = time.time()
         self.model.train()
         try:
@@ -168,7 +167,7 @@ class Trainer:
                 if done % self.config.checkpoint_every == 0 or done == self.steps:
                     log["seconds"] += time.time() - t0
                     t0 = time.time()
-                    self.save_checkpoint(done, log)
+                    self.save_checkpoint(done, log, window)
         finally:
             if bar is not None:
                 bar.stop()
@@ -176,15 +175,16 @@ class Trainer:
         return log
 
     # ------------------------------------------------------------------ checkpoints
-    def resume(self) -> tuple[int, dict[str, Any]]:
-        """(first step, log) from the checkpoint, loading model, optimizer and random states; (0, empty
-        log) without one. A checkpoint of another method or config is refused."""
+    def resume(self) -> tuple[int, dict[str, Any], dict[str, list[float]]]:
+        """(first step, log, the values since the last log entry) from the checkpoint, loading model,
+        optimizer and random states; (0, empty log, {}) without one. A checkpoint of another method or
+        config is refused."""
         ckpt, old = self.checkpoint_dir, self._sibling("old")
         if self.is_main and not (ckpt / STATE).exists() and (old / STATE).exists():
             os.replace(old, ckpt)  # killed between the two renames of save_checkpoint
         self.accelerator.wait_for_everyone()
         if not (ckpt / STATE).exists():
-            return 0, {"seconds": 0.0}
+            return 0, {"seconds": 0.0}, {}
         state, here = json.loads((ckpt / STATE).read_text()), self.record()
         differ = [k for k in here if k != "paper" and jsonable(here[k]) != state.get(k)]
         if differ:
@@ -199,11 +199,12 @@ class Trainer:
                              "output folder")
         with _quiet_shared_tensors():
             self.accelerator.load_state(str(ckpt))
-        return state["step"], state["log"]
+        return state["step"], state["log"], state.get("window", {})
 
-    def save_checkpoint(self, step: int, log: dict[str, Any]) -> None:
-        """accelerate's state (model, optimizer, random states) plus step and log, replaced
-        atomically: a kill mid-write leaves the previous checkpoint."""
+    def save_checkpoint(self, step: int, log: dict[str, Any], window: dict[str, list[float]]) -> None:
+        """accelerate's state (model, optimizer, random states) plus step, log and the values logged
+        since the last entry (so that a resumed run logs the same means), replaced atomically: a kill
+        mid-write leaves the previous checkpoint."""
         ckpt, tmp, old = self.checkpoint_dir, self._sibling("tmp"), self._sibling("old")
         if self.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -212,8 +213,8 @@ class Trainer:
             self.accelerator.save_state(str(tmp))
         self.accelerator.wait_for_everyone()
         if self.is_main:
-            (tmp / STATE).write_text(json.dumps({"step": step, "of": self.steps, "log": log, **self.record()},
-                                                default=str))
+            state = {"step": step, "of": self.steps, "log": log, "window": window, **self.record()}
+            (tmp / STATE).write_text(json.dumps(state, default=str))
             if ckpt.exists():
                 os.replace(ckpt, old)
             os.replace(tmp, ckpt)
