@@ -1,5 +1,7 @@
-"""Training-based mitigation on tiny models: HACL's module and alignment stage, DPO/DDPO inputs,
-preference pairs, the alignment loop (resume, gamma = 1 equals DPO, LoRA, two processes)."""
+"""Preference alignment (DPO, RLHF-V's DDPO, the supervised control) on tiny models: the inputs
+equal the inference inputs, DDPO's token weights, world preference pairs, and `train_preference`
+(gamma = 1 equals DPO, the vision tower stays, LoRA, finished folders, two processes, the old
+`align` / `AlignConfig` names). Resume and the shared checks: tests/test_training_contract.py."""
 
 import json
 import os
@@ -7,18 +9,26 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
+from halluscope.decoding import VLMAdapter
 from halluscope.hallucinate import world_hallucinations
-from halluscope.models import VLMAdapter
 from halluscope.models.tiny import TinyConfig, build_model, build_processor
-from halluscope.training import align as align_module
-from halluscope.training.align import AlignConfig, align, encode, pair_batch, response_weights, world_preference_pairs
-from halluscope.training.hacl import HACLConfig, HACLModel, hacl_align, world_hacl_batch
+from halluscope.training.data import encode
+from halluscope.training.preference import (
+    DDPOConfig,
+    DPOConfig,
+    PairSFTConfig,
+    pair_batch,
+    preference_config,
+    response_weights,
+    train_preference,
+    world_preference_pairs,
+)
 
 MICRO = TinyConfig(vision_hidden=32, vision_layers=1, text_hidden=32, text_layers=1, heads=2)
 PROMPTS = ["Describe the image in detail.", "Is there a fork in the image?"]
@@ -39,10 +49,8 @@ def micro_adapter(world, seed=0):
 
 
 def family_parts(model):
-    """parameter name -> the part it belongs to (vision, projector, language, output, heads)."""
+    """parameter name -> the part it belongs to (vision, projector, language, output)."""
     def part(name):
-        if name.startswith("heads."):
-            return "heads"
         if "multi_modal_projector" in name or ".merger." in name:
             return "projector"
         if "vision_tower" in name or ".visual." in name:
@@ -51,165 +59,6 @@ def family_parts(model):
             return "output"
         return "language"
     return {n: part(n) for n, _ in model.named_parameters(remove_duplicate=False)}  # tied names too
-
-
-# ============================================================================ HACL
-def hacl_cases(world, vlm):
-    adapter, _ = vlm
-    return [("vlm", adapter), ("micro built-in", micro_adapter(world))]
-
-
-@pytest.mark.parametrize("stage,weight,trained", [("align", 1.0, {"projector", "heads"}),
-                                                  ("align", 0.0, {"projector"}),  # the no-HACL control
-                                                  ("instruct", 1.0, {"projector", "language", "output"})])
-def test_hacl_gradients_reach_only_the_parameters_the_stage_trains(world, vlm, stage, weight, trained):
-    for _, adapter in hacl_cases(world, vlm):
-        cfg = HACLConfig(batch_size=3, contrastive_weight=weight)
-        hacl = HACLModel(adapter.model, adapter.tokenizer.eos_token_id, config=cfg)
-        batch = world_hacl_batch(world, adapter.processor, cfg, step=0)
-        assert batch["hallucinated_ids"].shape[0] == 3
-        hacl.set_stage(stage)
-        hacl.zero_grad(set_to_none=True)
-        losses = hacl(batch)
-        assert all(torch.isfinite(v) for v in losses.values())
-        if not weight:
-            assert losses["loss"] is losses["gen_loss"] and losses["contrastive_loss"] == 0
-        losses["loss"].backward()
-        parts = family_parts(hacl)
-        reached = {parts[n] for n, p in hacl.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
-        model = adapter.model  # tied output embeddings are the input ones, a "language" parameter
-        tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
-        want = trained - {"output"} if tied else trained
-        assert reached == want, (stage, reached)
-        assert {parts[n] for n, p in hacl.named_parameters() if p.requires_grad} == want
-        for p in adapter.model.parameters():
-            p.requires_grad_(True)
-            p.grad = None
-
-
-def test_hacl_global_vectors_are_eos_states_of_each_sample_alone(world, vlm):
-    """Batched (padded) image and caption vectors equal those computed one sample at a time."""
-    adapter, facts = vlm
-    hacl = HACLModel(adapter.model, adapter.tokenizer.eos_token_id)
-    images = facts["images"]
-    vision = {k: v for k, v in adapter.build_inputs(images, ["x"] * len(images)).items()
-              if k in ("pixel_values", "image_grid_thw")}
-    with torch.no_grad():
-        batched = hacl.image_states(vision)
-        feats = hacl._image_features(vision)
-        eos = hacl.language_model.get_input_embeddings()(torch.tensor([adapter.tokenizer.eos_token_id]))
-        for i, f in enumerate(feats):
-            alone = hacl.language_model(inputs_embeds=torch.cat([f, eos])[None]).last_hidden_state[0, -1]
-            assert torch.allclose(batched[i], alone, atol=1e-5)
-        from halluscope.training.hacl import caption_tensors
-
-        ids, lengths = caption_tensors(adapter.tokenizer, ["a fork", "a red cup and a fork on a plate"])
-        assert (ids[torch.arange(2), lengths - 1] == adapter.tokenizer.eos_token_id).all()
-        text = hacl.text_states(ids, lengths)
-        for i in range(2):
-            alone = hacl.language_model(input_ids=ids[i : i + 1, : lengths[i]]).last_hidden_state[0, -1]
-            assert torch.allclose(text[i], alone, atol=1e-5)
-
-
-def test_hacl_temperature_is_clamped(world):
-    adapter = micro_adapter(world)
-    cfg = HACLConfig(batch_size=2)
-    hacl = HACLModel(adapter.model, adapter.tokenizer.eos_token_id, config=cfg)
-    assert hacl.heads.temperature.item() == pytest.approx(0.07)
-    assert hacl.heads.image.out_features == MICRO.text_hidden // 4
-    with torch.no_grad():
-        hacl.heads.temperature.fill_(3.0)
-    hacl(world_hacl_batch(world, adapter.processor, cfg, 0))
-    assert hacl.heads.temperature.item() == pytest.approx(0.5)
-
-
-def test_hacl_alignment_stage_trains_projector_and_heads_only(world, tmp_path):
-    adapter = micro_adapter(world)
-    before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
-    cfg = HACLConfig(steps=3, batch_size=4, lr=1e-2, warmup_steps=1, log_every=1)
-    log = hacl_align(adapter.model, adapter.processor, world, cfg, tmp_path, progress=False)
-    assert len(log["contrastive_loss"]) == 3
-    parts = family_parts(adapter.model)
-    for name, value in adapter.model.state_dict().items():
-        changed = not torch.equal(value, before[name])
-        assert changed == (parts[name] == "projector"), name
-    heads = load_file(tmp_path / "hacl_heads.safetensors")
-    assert set(heads) == {"image.weight", "image.bias", "text.weight", "text.bias", "temperature"}
-    assert all(p.requires_grad for p in adapter.model.parameters())  # left as it came
-
-
-def test_hacl_alignment_resumes_to_the_same_weights(world, tmp_path, monkeypatch):
-    from halluscope.training import sft
-
-    cfg = HACLConfig(steps=4, batch_size=3, warmup_steps=1, checkpoint_every=2)
-    straight = micro_adapter(world).model
-    hacl_align(straight, build_processor(world), world, cfg, tmp_path / "straight", progress=False)
-    real = sft.lr_at
-
-    def crash_at_3(step, cfg_):
-        if step == 3:
-            raise KeyboardInterrupt
-        return real(step, cfg_)
-
-    monkeypatch.setattr(sft, "lr_at", crash_at_3)
-    with pytest.raises(KeyboardInterrupt):
-        hacl_align(micro_adapter(world).model, build_processor(world), world, cfg, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(sft, "lr_at", real)
-    resumed = micro_adapter(world, seed=7).model  # another init: everything must come from the checkpoint
-    hacl_align(resumed, build_processor(world), world, cfg, tmp_path / "resumed", progress=False)
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
-        assert torch.allclose(a, b, atol=1e-6), name
-    assert torch.equal(load_file(tmp_path / "straight" / "hacl_heads.safetensors")["image.weight"],
-                       load_file(tmp_path / "resumed" / "hacl_heads.safetensors")["image.weight"])
-
-
-def test_tiny_model_with_hacl_trains_and_loads(world, tmp_path):
-    import halluscope
-    from halluscope.training.hacl import train_tiny_hacl
-    from halluscope.training.sft import TrainConfig
-
-    out = train_tiny_hacl(world, TrainConfig(steps=3, batch_size=4, warmup_steps=1, vision_pretrain_steps=2,
-                                             vision_batch_size=4), MICRO,
-                          HACLConfig(steps=2, batch_size=4, warmup_steps=1), tmp_path / "tiny-hacl", progress=False)
-    marker = json.loads((out / "halluscope.json").read_text())
-    assert marker["kind"] == "tiny" and marker["recipe"]["hacl"]["steps"] == 2
-    adapter = halluscope.load_model(str(out), device="cpu")
-    assert adapter.yes_no_suffix == ""
-    image = world.render(world.scene("test", 0))
-    assert adapter.answer_yes_no([image], ["Is there a fork in the image?"])[0] in ("yes", "no")
-
-
-def test_hacl_alignment_on_real_style_captions_with_rule_mirrors(vlm, tmp_path):
-    from halluscope.hallucinate import RuleHallucinator
-    from halluscope.training.hacl import hacl_batch
-
-    adapter, facts = vlm
-    captions = ["A man riding a horse next to two dogs.", "A red car parked behind a bus."]
-    objects = [["person", "horse", "dog"], ["car", "bus"]]
-    rules = RuleHallucinator(seed=0)
-    mirrors = [h.text for c, o in zip(captions, objects) for h in rules(c, o, kinds=["object", "count"])]
-    assert len(mirrors) == 3  # the second caption has no number
-
-    def data(k):
-        return hacl_batch(adapter.processor, facts["images"], ["Describe the image."] * 2, captions, mirrors)
-
-    before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
-    log = hacl_align(adapter.model, adapter.processor, config=HACLConfig(steps=2, batch_size=2, log_every=1),
-                     out_dir=tmp_path, progress=False, data=data)
-    assert len(log["loss"]) == 2
-    parts = family_parts(adapter.model)
-    changed = {parts[k] for k, v in adapter.model.state_dict().items() if not torch.equal(v, before[k])}
-    assert changed == {"projector"}
-    adapter.model.load_state_dict(before)  # the fixture is shared by the module
-
-
-def test_hacl_config_checks():
-    with pytest.raises(ValueError, match="batch_size"):
-        HACLConfig(batch_size=1)
-    with pytest.raises(ValueError, match="temperature"):
-        HACLConfig(temperature=0.9)
-    with pytest.raises(ValueError, match="hallucination_kinds"):
-        HACLConfig(hallucination_kinds=("colour",))
 
 
 # ============================================================================ DPO / DDPO inputs
@@ -278,7 +127,7 @@ def test_world_pairs_reject_the_model_caption_and_choose_its_correction(world):
     assert garbled[0]["chosen"] == world.caption(world.scene("train", 0)) and not garbled[0]["minimal"]
 
 
-# ============================================================================ the alignment loop
+# ============================================================================ train_preference
 TINY_ALIGN = dict(steps=4, batch_size=3, lr=1e-3, warmup_steps=1, n_pairs=6, max_new_tokens=10, log_every=1,
                   checkpoint_every=2, generation_batch_size=6)
 
@@ -291,25 +140,27 @@ def weights_of(folder):
 
 
 def test_ddpo_with_gamma_1_trains_exactly_like_dpo(world, tmp_path):
-    dpo = align(micro_adapter(world), "dpo", AlignConfig(**TINY_ALIGN), tmp_path / "dpo", world, progress=False)
+    dpo = train_preference(micro_adapter(world), DPOConfig(**TINY_ALIGN), tmp_path / "dpo", world, progress=False)
     pairs = [json.loads(line) for line in (dpo / "pairs.jsonl").read_text().splitlines()]
-    ddpo = align(micro_adapter(world), "ddpo", AlignConfig(**TINY_ALIGN, gamma=1.0, beta=0.1, average_logps=False),
-                 tmp_path / "ddpo", world, pairs=pairs, progress=False)
+    ddpo = train_preference(micro_adapter(world), DDPOConfig(**TINY_ALIGN, gamma=1.0, beta=0.1, average_logps=False),
+                            tmp_path / "ddpo", world, pairs=pairs, progress=False)
     a, b = weights_of(dpo), weights_of(ddpo)
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    other = align(micro_adapter(world), "ddpo", AlignConfig(**TINY_ALIGN, beta=0.1, average_logps=False),
-                  tmp_path / "ddpo5", world, pairs=pairs, progress=False)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = train_preference(micro_adapter(world), DDPOConfig(**TINY_ALIGN, beta=0.1, average_logps=False),
+                             tmp_path / "ddpo5", world, pairs=pairs, progress=False)
     assert not all(torch.allclose(a[k], weights_of(other)[k], atol=1e-6) for k in a)
     log = json.loads((dpo / "align_log.json").read_text())
+    assert log["method"] == "dpo" and log["paper"]["venue"] == "NeurIPS 2023"
     assert log["config"]["beta"] == 0.1 and log["config"]["average_logps"] is False  # DPO's paper defaults
     assert len(log["log"]["loss"]) == 4 and not (dpo / "checkpoint").exists()
+    assert json.loads((ddpo / "align_log.json").read_text())["paper"]["venue"] == "CVPR 2024"
 
 
 def test_alignment_moves_preferences_and_keeps_the_vision_tower(world, tmp_path):
     adapter = micro_adapter(world)
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
-    cfg = AlignConfig(**{**TINY_ALIGN, "steps": 8, "lr": 3e-3})
-    out = align(adapter, "ddpo", cfg, tmp_path, world, progress=False)
+    cfg = DDPOConfig(**{**TINY_ALIGN, "steps": 8, "lr": 3e-3})
+    out = train_preference(adapter, cfg, tmp_path, world, progress=False)
     log = json.loads((out / "align_log.json").read_text())["log"]
     assert log["margin"][-1][1] > 0 and log["loss"][-1][1] < log["loss"][0][1]
     after = weights_of(out)
@@ -320,54 +171,82 @@ def test_alignment_moves_preferences_and_keeps_the_vision_tower(world, tmp_path)
     assert reloaded.generate([world.render(world.scene("test", 0))], PROMPTS[:1], max_new_tokens=3)
 
 
-def test_alignment_resumes_to_the_same_weights(world, tmp_path, monkeypatch):
-    cfg = AlignConfig(**TINY_ALIGN)
-    straight = align(micro_adapter(world), "ddpo", cfg, tmp_path / "straight", world, progress=False)
-    real = align_module.lr_at
-
-    def crash_at_3(step, cfg_):
-        if step == 3:
-            raise KeyboardInterrupt
-        return real(step, cfg_)
-
-    monkeypatch.setattr(align_module, "lr_at", crash_at_3)
-    with pytest.raises(KeyboardInterrupt):
-        align(micro_adapter(world), "ddpo", cfg, tmp_path / "resumed", world, progress=False)
-    assert json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())["step"] == 2
-    monkeypatch.setattr(align_module, "lr_at", real)
-    resumed = align(micro_adapter(world), "ddpo", cfg, tmp_path / "resumed", world, progress=False)
-    a, b = weights_of(straight), weights_of(resumed)
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    # a finished folder is returned as it is, and refuses another config
-    assert align(micro_adapter(world), "ddpo", cfg, tmp_path / "resumed", world, progress=False) == resumed
+def test_a_finished_folder_is_returned_as_it_is_and_refuses_another_config(world, tmp_path):
+    cfg = DDPOConfig(**TINY_ALIGN)
+    out = train_preference(micro_adapter(world), cfg, tmp_path, world, progress=False)
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    assert train_preference(micro_adapter(world), cfg, tmp_path, world, progress=False) == out
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="another method or config"):
-        align(micro_adapter(world), "dpo", cfg, tmp_path / "resumed", world, progress=False)
-    (tmp_path / "resumed" / "align_log.json").unlink()
-    with pytest.raises(ValueError, match="another method or config"):
-        (tmp_path / "resumed" / "checkpoint").mkdir()
-        (tmp_path / "resumed" / "checkpoint" / "state.json").write_text(json.dumps(
-            {"step": 1, "log": {}, "method": "dpo", "config": cfg.resolved("dpo").to_dict()}))
-        align(micro_adapter(world), "ddpo", cfg, tmp_path / "resumed", world, progress=False)
+        train_preference(micro_adapter(world), DPOConfig(**TINY_ALIGN), tmp_path, world, progress=False)
+    with pytest.raises(TypeError, match="load_model"):
+        train_preference("tiny", cfg, tmp_path / "other")
 
 
 def test_lora_alignment_trains_adapters_on_the_language_model_only(world, tmp_path):
     pytest.importorskip("peft")
     adapter = micro_adapter(world)
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
-    out = align(adapter, "ddpo", AlignConfig(**TINY_ALIGN, lora=True, lora_r=4), tmp_path, world, progress=False)
+    out = train_preference(adapter, DDPOConfig(**TINY_ALIGN, lora=True, lora_r=4), tmp_path, world, progress=False)
     after = weights_of(out)
     assert set(after) == set(before)  # merged back into a plain model
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("language_model" in k and k.endswith("proj.weight") for k in changed), changed
 
 
-def test_align_config_checks_and_paper_defaults():
+def test_lora_from_a_peft_config_and_its_initial_adapters_follow_the_seed(world, tmp_path):
+    peft = pytest.importorskip("peft")
+    pairs = [{"scene": ["train", i], "prompt": PROMPTS[0], "chosen": h.original, "rejected": h.text}
+             for i in range(4) for h in world_hallucinations(world, world.scene("train", i), rng=i)[:1]]
+    config = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+    runs = []
+    for name in ("a", "b"):
+        torch.manual_seed(len(runs))  # whatever state the process's generator is in
+        runs.append(train_preference(micro_adapter(world), DPOConfig(**TINY_ALIGN), tmp_path / name, world, pairs,
+                                     progress=False, peft_config=config))
+    a, b = weights_of(runs[0]), weights_of(runs[1])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((runs[0] / "align_log.json").read_text())["peft_config"]["r"] == 2
+    with pytest.raises(ValueError, match="lora"):
+        train_preference(micro_adapter(world), DPOConfig(**TINY_ALIGN, lora=True), tmp_path / "c", world, pairs,
+                         progress=False, peft_config=config)
+
+
+def test_preference_configs_carry_their_papers_defaults_and_check_their_fields():
+    assert (DPOConfig().beta, DPOConfig().average_logps) == (0.1, False)
+    assert (DDPOConfig().beta, DDPOConfig().average_logps, DDPOConfig().gamma, DDPOConfig().min_match) == (
+        0.5, True, 5.0, 3)
+    assert PairSFTConfig().average_logps is True and not hasattr(PairSFTConfig(), "beta")
+    assert preference_config("ddpo", steps=3).steps == 3
+    assert DDPOConfig.paper()["title"].startswith("RLHF-V") and DPOConfig.paper()["url"].endswith("2305.18290")
     with pytest.raises(ValueError, match="gamma"):
-        AlignConfig(gamma=0)
+        DDPOConfig(gamma=0)
+    with pytest.raises(ValueError, match="beta"):
+        DPOConfig(beta=-1)
+    with pytest.raises(ValueError, match="preference method"):
+        preference_config("ppo")
+
+
+def test_the_old_align_names_still_work(world, tmp_path):
+    from halluscope.training import align as old
+
+    with pytest.warns(DeprecationWarning):
+        cfg = old.AlignConfig(**TINY_ALIGN)
+    assert old.AlignConfig(beta=0.2).resolved("dpo").beta == 0.2
+    assert cfg.resolved("ddpo") == DDPOConfig(**TINY_ALIGN) and cfg.resolved("dpo") == DPOConfig(**TINY_ALIGN)
+    assert cfg.resolved("sft") == PairSFTConfig(**TINY_ALIGN)
+    with pytest.raises(ValueError, match="gamma"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.AlignConfig(gamma=0)
     with pytest.raises(ValueError, match="alignment method"):
-        AlignConfig().resolved("ppo")
-    assert AlignConfig().resolved("ddpo").beta == 0.5 and AlignConfig().resolved("ddpo").average_logps is True
-    assert AlignConfig(beta=0.2).resolved("dpo").beta == 0.2
+        cfg.resolved("ppo")
+    with pytest.warns(DeprecationWarning, match="train_preference"):
+        out = old.align(micro_adapter(world), "dpo", cfg, tmp_path / "old", world, progress=False)
+    new = train_preference(micro_adapter(world), DPOConfig(**TINY_ALIGN), tmp_path / "new", world, progress=False)
+    a, b = weights_of(out), weights_of(new)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.warns(DeprecationWarning, match="training.data.encode"):
+        assert old.encode is encode
 
 
 SCRIPT = """
@@ -376,18 +255,18 @@ torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from test_align import micro_adapter, TINY_ALIGN
 from halluscope import World
-from halluscope.training.align import AlignConfig, align
+from halluscope.training.preference import DDPOConfig, train_preference
 world = World(seed=0)
-align(micro_adapter(world), "ddpo", AlignConfig(**dict(TINY_ALIGN, batch_size={batch})), sys.argv[1], world,
-      progress=False)
+train_preference(micro_adapter(world), DDPOConfig(**dict(TINY_ALIGN, batch_size={batch})), sys.argv[1], world,
+                 progress=False)
 """
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
 def test_two_processes_train_like_one_process_with_twice_the_batch(world, tmp_path):
-    one = align(micro_adapter(world), "ddpo", AlignConfig(**dict(TINY_ALIGN, batch_size=4)), tmp_path / "one", world,
-                progress=False)
+    one = train_preference(micro_adapter(world), DDPOConfig(**dict(TINY_ALIGN, batch_size=4)), tmp_path / "one", world,
+                           progress=False)
     script = tmp_path / "launch.py"
     script.write_text(textwrap.dedent(SCRIPT.format(tests=str(Path(__file__).parent), batch=2)))
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -376,7 +376,7 @@ def train_preference(model, config: PreferenceConfig, output_dir: str | Path = "
         if {k: log.get(k) for k in here} != here:
             raise ValueError(f"{out} holds a model aligned with another method or config; use another output_dir")
         return out
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())  # as the trainer's Accelerator: the state is shared
     pairs_file = out / "pairs.jsonl"
     if pairs is None:  # built once, by the main process, and reused on resume
         if state.is_main_process and not pairs_file.exists():
