@@ -214,10 +214,10 @@ def new_tokens(adapter, images, prompts, method, **args):
 
 def test_greedy_equals_vcd_and_m3id_without_contrast_under_a_generation_config(micro, micro_images, vlm):
     """The engine applies the processors and stopping criteria that `generate` builds from the model's
-    generation config, as transformers' own greedy search does: with no contrast, VCD and M3ID give the
-    same tokens as greedy under a repetition penalty, no repeated 3-grams, a list of EOS ids and a
-    minimum length. (beta = 0: VCD's plausibility cut comes before the processors, as in VCD's code, so
-    with beta > 0 a penalty could lift a token the cut had already removed.)"""
+    generation config, as transformers' own search does: with no contrast, VCD and M3ID give the same
+    tokens as greedy under a repetition penalty, no repeated 3-grams, a list of EOS ids and a minimum
+    length, and VCD the same draws as plain sampling. (beta = 0: VCD's plausibility cut comes before the
+    processors, as in VCD's code, so with beta > 0 a penalty could lift a token the cut had removed.)"""
     adapter, facts = vlm
     for model, images, prompts in ((micro, micro_images[:5], micro_prompts(5)), (adapter, facts["images"], PROMPTS)):
         plain = new_tokens(model, images, prompts, "greedy")
@@ -234,6 +234,14 @@ def test_greedy_equals_vcd_and_m3id_without_contrast_under_a_generation_config(m
             assert (greedy == stop).any(dim=1)[0] and greedy.shape[1] <= 10
             assert torch.equal(new_tokens(model, images, prompts, "vcd", alpha=0.0, beta=0.0), greedy)
             assert torch.equal(new_tokens(model, images, prompts, "m3id", lam=0.0), greedy)
+        # Sampling too: generate's warpers (temperature, top-k) run after the same processors, on the same
+        # draws while every sample decodes (no EOS before the last step here).
+        sampling = {"seed": 0, "temperature": 0.7, "top_k": 5}
+        with generation_config(model, repetition_penalty=1.3, no_repeat_ngram_size=3, min_new_tokens=10):
+            sampled = new_tokens(model, images, prompts, "sample", **sampling)
+            assert not torch.equal(sampled, penalised)
+            assert torch.equal(new_tokens(model, images, prompts, "vcd", alpha=0.0, beta=0.0, sample=True, **sampling),
+                               sampled)
 
 
 def test_beta_one_is_the_argmax(micro, micro_images, vlm):

@@ -259,21 +259,23 @@ def decode(adapter, inputs: dict[str, torch.Tensor], n_branches: int, scores: Sc
                 full = logits.new_full((n_branches, batch, logits.shape[-1]), math.nan)
                 full[:, decoding] = logits[:, live]
                 result.logits.append(full)
-            # The method's scores go in each decoding sample's clean row (row i: branch 0 of sample i), whose
-            # prompt is the plain one; the processors see every row, and only those rows are kept.
-            contrast = scores(logits[:, live], step, decoding)
-            step_scores = contrast.new_zeros(n_rows, contrast.shape[-1])
-            step_scores[decoding] = contrast
-            step_scores = logits_processor(sequences, step_scores)[:batch]
+            step_scores = scores(logits[:, live], step, decoding)
+            if logits_processor:
+                # The processors may keep per-row state for all n_rows rows (a repetition penalty keeps each
+                # row's padding length), so they get every row: the method's scores in each decoding sample's
+                # clean row (row i: branch 0 of sample i, whose prompt is the plain one), which alone is kept.
+                rows = step_scores.new_zeros(n_rows, step_scores.shape[-1])
+                rows[decoding] = step_scores
+                step_scores = logits_processor(sequences, rows)[decoding]
             if sampling.sample:
-                chosen = torch.multinomial(step_scores[decoding].softmax(-1), 1).squeeze(1)
+                chosen = torch.multinomial(step_scores.softmax(-1), 1).squeeze(1)
             else:
-                chosen = step_scores[decoding].argmax(-1)
+                chosen = step_scores.argmax(-1)
             token = torch.full((batch,), pad, dtype=torch.long, device=device)
             token[decoding] = chosen
             tokens[:, step] = token
             sequences = torch.cat([sequences, token.repeat(n_branches)[:, None]], -1)
-            finished |= stopping_criteria(sequences[:batch], step_scores)
+            finished |= stopping_criteria(sequences[:batch], None)  # as transformers' search, without kept scores
             if finished.all():
                 return tokens[:, :step + 1]
             input_ids = torch.cat([input_ids, token[samples].repeat(n_branches)[:, None]], -1)

@@ -29,9 +29,7 @@ class ICDConfig(ContrastConfig):
     """Instruction contrastive decoding (Wang et al., Findings of ACL 2024): contrast the logits
     for the instruction with those for the instruction prefixed by a disturbing role prompt.
 
-    Xintong Wang et al. "Mitigating Hallucinations in Large Vision-Language Models with
-    Instruction Contrastive Decoding". Findings of ACL 2024. arXiv:2403.18715. Defaults:
-    alpha = 1, beta = 0.1 and the "confused object detector" disturbance, as in the code's runs
+    Defaults: alpha = 1, beta = 0.1 and the "confused object detector" disturbance, as in the code's runs
     (`--cd_alpha 1 --cd_beta 0.1`). For LLaVA the code puts the disturbance in the system prompt;
     here it prefixes the user instruction, which works with any chat template."""
 

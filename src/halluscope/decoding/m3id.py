@@ -51,8 +51,7 @@ class M3IDConfig(SamplingConfig):
     """Multi-modal mutual-information decoding (Favero et al., CVPR 2024): amplify the image's
     pointwise mutual information with the next token, increasingly with the token's position.
 
-    Alessandro Favero et al. "Multi-Modal Hallucination Control by Visual Information Grounding".
-    CVPR 2024. arXiv:2403.14003. Default: lambda = 0.02 (gamma_t = exp(-0.02 t))."""
+    Default: lambda = 0.02 (gamma_t = exp(-0.02 t)), the paper's."""
 
     _paper = {
         "title": "Multi-Modal Hallucination Control by Visual Information Grounding",

@@ -67,9 +67,8 @@ class VCDConfig(ContrastConfig):
     """Visual contrastive decoding (Leng et al., CVPR 2024): contrast the next-token logits on the
     image with those on a diffusion-noised copy, within the clean logits' plausibility set.
 
-    Sicong Leng et al. "Mitigating Object Hallucinations in Large Vision-Language Models through
-    Visual Contrastive Decoding". CVPR 2024. arXiv:2311.16922. Defaults: alpha = 1, beta = 0.1,
-    noise step 500 of 1000 (the paper's settings; the code's `cd_alpha` default is 0.5)."""
+    Defaults: alpha = 1, beta = 0.1, noise step 500 of 1000 (the paper's settings; the code's
+    `cd_alpha` default is 0.5)."""
 
     _paper = {
         "title": "Mitigating Object Hallucinations in Large Vision-Language Models through Visual Contrastive Decoding",

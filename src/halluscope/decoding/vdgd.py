@@ -64,10 +64,8 @@ class VDGDConfig(SamplingConfig):
     """Visual description grounded decoding (Ghosh et al., ICLR 2025): describe the image first,
     then prefer the plausible next tokens closest (in KL) to the description's token distributions.
 
-    Sreyan Ghosh et al. "Visual Description Grounded Decoding Reduces Hallucinations and Improves
-    Reasoning in Large Vision-Language Models". ICLR 2025. arXiv:2405.15683. Defaults: the code's
-    plausibility cutoff 0.1 and description prompt, greedy descriptions of up to 1024 tokens
-    (`max_new_tokens=1024` in the code), the min-over-steps KL (`--kl_reduction min`)."""
+    Defaults: the code's plausibility cutoff 0.1 and description prompt, greedy descriptions of up to
+    1024 tokens (`max_new_tokens=1024` in the code), the min-over-steps KL (`--kl_reduction min`)."""
 
     _paper = {
         "title": "Visual Description Grounded Decoding Reduces Hallucinations and Improves Reasoning in Large "
