@@ -1,5 +1,5 @@
 """The built-in model: a real `LlavaForConditionalGeneration` (CLIP vision tower, MLP projector,
-Llama decoder) small enough to train on a laptop CPU in minutes, with its own word-level tokenizer
+Llama decoder) small enough to train on a CPU, with its own word-level tokenizer
 and a LLaVA-1.5 chat template, saved and loaded with `save_pretrained` / `from_pretrained`.
 """
 
