@@ -186,6 +186,12 @@ def test_pope_construction_rules(world, split):
     assert world.pope(split, n_images=10)[0]["image"].size == (IMAGE_SIZE, IMAGE_SIZE)
 
 
+def test_pope_fails_where_an_image_leaves_too_few_absent_classes():
+    crowded = World(seed=0, min_objects=14, max_objects=16)
+    with pytest.raises(ValueError, match="absent classes.*max_objects"):
+        crowded.pope("random", n_images=5)
+
+
 def test_pope_negative_strategies(world):
     """Popular negatives are the most frequent absent objects; adversarial ones the absent
     objects that co-occur most with the positive they follow."""

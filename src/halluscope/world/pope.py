@@ -60,6 +60,9 @@ def pope_questions(world: World, split: str = "adversarial", n_images: int = 500
     for scene in scenes:
         history: list[str] = []
         gt = scene.classes
+        if sum(c not in gt for c in all_objects) < sample_num:  # the draw below would never end
+            raise ValueError(f"image {scene.image_id} leaves fewer than sample_num={sample_num} absent classes for "
+                             "its negatives; lower max_objects")
         for pos in gt[:sample_num]:
             history.append(pos)
             add(scene, pos, "yes")
