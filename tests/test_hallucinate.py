@@ -277,3 +277,19 @@ def test_llm_hallucinator_runs_with_a_tiny_random_causal_lm(world):
 def test_unknown_kinds_fail_with_the_valid_ones(world):
     with pytest.raises(ValueError, match="object"):
         world_hallucinations(world, world.scene("test", 0), kinds=["nonsense"], rng=np.random.default_rng(0))
+
+
+def test_steering_demos_draw_from_the_engine_kinds(world):
+    import halluscope.steering.demos as demos
+
+    assert demos.DEMO_KINDS == tuple(k for k in KINDS if k != "added")
+    scene = world.scene("test", 3)
+    kind, text = demos.hallucinated_caption(scene, world, np.random.default_rng(0), ("added",))
+    assert kind == "added" and text in {h.text for h in world_hallucinations(world, scene, kinds=["added"], rng=0)}
+    with pytest.warns(DeprecationWarning, match="DEMO_KINDS"):
+        assert demos.HALLUCINATION_TYPES == demos.DEMO_KINDS
+    with pytest.warns(DeprecationWarning, match="kinds="):
+        old = demos.WorldHallucinator(world, 0, types=("count",))
+    assert old.kinds == ("count",)
+    with pytest.raises(ValueError, match="unknown hallucination kind"):
+        demos.hallucinated_caption(scene, world, np.random.default_rng(0), ("colour",))

@@ -26,9 +26,12 @@ MIRROR_STREAM = 7
 
 
 def hallucinated_caption(scene: Scene, world: World, rng: np.random.Generator,
-                         kinds: tuple[str, ...] = DEMO_KINDS, style: str = "detailed") -> tuple[str, str]:
+                         kinds: tuple[str, ...] = DEMO_KINDS, style: str = "detailed", *,
+                         types: tuple[str, ...] | None = None) -> tuple[str, str]:
     """(kind, caption): a hallucinated mirror of the scene's caption, of a kind drawn from `kinds`
-    (kinds that do not apply to this scene, such as a relation with fewer than two stated, are skipped)."""
+    (kinds that do not apply to this scene, such as a relation with fewer than two stated, are skipped).
+    `types` is the deprecated name of `kinds`."""
+    kinds = _kinds(kinds, types)
     options = world_hallucinations(world, scene, style, kinds=kinds, rng=rng)
     if not options:
         raise ValueError(f"no hallucination of kinds {kinds} applies to scene {scene.image_id}; allow 'object'")
@@ -41,13 +44,20 @@ class WorldHallucinator:
     order samples come in."""
 
     def __init__(self, world: World, seed: int = 0, kinds: tuple[str, ...] = DEMO_KINDS,
-                 style: str = "detailed") -> None:
-        self.world, self.seed, self.kinds, self.style = world, seed, tuple(kinds), style
+                 style: str = "detailed", *, types: tuple[str, ...] | None = None) -> None:
+        self.world, self.seed, self.kinds, self.style = world, seed, tuple(_kinds(kinds, types)), style
 
     def __call__(self, sample: Sample) -> str:
         scene = sample.truth
         rng = np.random.default_rng([self.seed, SPLITS.index(scene.split), scene.index, MIRROR_STREAM])
         return hallucinated_caption(scene, self.world, rng, self.kinds, self.style)[1]
+
+
+def _kinds(kinds: tuple[str, ...], types: tuple[str, ...] | None) -> tuple[str, ...]:
+    if types is None:
+        return kinds
+    warnings.warn("the types= argument is deprecated; use kinds= (the same values)", DeprecationWarning, stacklevel=3)
+    return types
 
 
 def __getattr__(name: str) -> Any:
