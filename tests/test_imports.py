@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("steering",),
     ("training",),
     ("zoo",),
-    ("tasks", "benchmarks"),
+    ("tasks",), ("benchmarks",),  # benchmarks: the deprecated alias package of tasks, which it imports
     ("runner",),
     ("report",),
     ("cli",),

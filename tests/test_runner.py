@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from halluscope.tasks.world import WorldCHAIR, WorldPOPE
-from halluscope.runner import read_jsonl, run_benchmark
+from halluscope.runner import ERRORS_KEPT, read_jsonl, run_benchmark
+from halluscope.tasks import Request, Task, answer, generate, yes_no
 
 from micro_eval import benchmark, micro_adapter
 
@@ -51,11 +52,13 @@ def test_rerun_after_interruption_skips_finished_ids(world, adapter, tmp_path):
 
 
 def test_greedy_scores_do_not_depend_on_batch_size(world, adapter, tmp_path):
-    a = run_benchmark(WorldPOPE(world, "adversarial", n_images=4), adapter, tmp_path / "b1", batch_size=1, progress=False)
-    b = run_benchmark(WorldPOPE(world, "adversarial", n_images=4), adapter, tmp_path / "b16", batch_size=16, progress=False)
+    pope = WorldPOPE(world, "adversarial", n_images=4)
+    a = run_benchmark(pope, adapter, tmp_path / "b1", batch_size=1, progress=False)
+    b = run_benchmark(pope, adapter, tmp_path / "b16", batch_size=16, progress=False)
     assert a["metrics"] == b["metrics"]
-    c1 = run_benchmark(WorldCHAIR(world, n_images=5, max_new_tokens=12), adapter, tmp_path / "b1", batch_size=1, progress=False)
-    c16 = run_benchmark(WorldCHAIR(world, n_images=5, max_new_tokens=12), adapter, tmp_path / "b16", batch_size=16, progress=False)
+    chair = WorldCHAIR(world, n_images=5, max_new_tokens=12)
+    c1 = run_benchmark(chair, adapter, tmp_path / "b1", batch_size=1, progress=False)
+    c16 = run_benchmark(chair, adapter, tmp_path / "b16", batch_size=16, progress=False)
     caps = lambda d: [r["caption"] for r in read_jsonl(tmp_path / d / "world-chair.jsonl")]  # noqa: E731
     assert caps("b1") == caps("b16")
     assert c1["metrics"] == c16["metrics"]
@@ -89,12 +92,14 @@ def test_two_processes_give_the_one_process_results(world, adapter, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     # Without GPUs, accelerate spawns processes only on its multi-process path (then gloo on CPU).
     subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                    "--mixed_precision", "no", "--dynamo_backend", "no", MICRO_EVAL, str(tmp_path / "two"), "pope", "6"],
+                    "--mixed_precision", "no", "--dynamo_backend", "no", MICRO_EVAL, str(tmp_path / "two"), "pope",
+                    "6"],
                    check=True, env=env, timeout=300)
     two = json.loads((tmp_path / "two" / "world-pope_random.results.json").read_text())
     assert two["config"]["num_processes"] == 2
     assert two["metrics"] == json.loads(json.dumps(one["metrics"]))
-    assert read_jsonl(tmp_path / "two" / "world-pope_random.jsonl") == read_jsonl(tmp_path / "one" / "world-pope_random.jsonl")
+    records = "world-pope_random.jsonl"
+    assert read_jsonl(tmp_path / "two" / records) == read_jsonl(tmp_path / "one" / records)
     assert not list((tmp_path / "two").glob("*.part-*"))
 
 
@@ -124,3 +129,47 @@ def test_missing_and_corrupt_images_are_errors_and_the_run_goes_on(world, adapte
     again = run_benchmark(bench, adapter, tmp_path / "out", batch_size=2, progress=False)
     assert again["timing"]["samples_this_run"] == 2 and again["n_errors"] == 0 and again["n_samples"] == 5
     assert len(read_jsonl(tmp_path / "out" / "world-chair.jsonl")) == 5
+
+
+class Mixed:
+    """The smallest task: half yes/no questions, half captions, scored by counting."""
+
+    name = "mixed"
+
+    def __init__(self, world, n: int):
+        self.items = [{"id": i, "image": s.image} for i, s in enumerate(world.sample("test", n))]
+
+    def samples(self):
+        return self.items
+
+    def request(self, sample) -> Request:
+        return yes_no("Is there a fork?") if sample["id"] % 2 else generate("Describe the image in detail.", 5)
+
+    def record(self, sample, answer):
+        return {"id": sample["id"], **answer}
+
+    def score(self, records):
+        return {"n": len(records), "yes": sum(r.get("prediction") == "yes" for r in records)}
+
+
+def test_a_task_needs_only_the_protocol(world, adapter, tmp_path):
+    task = Mixed(world, 4)
+    assert isinstance(task, Task)
+    records = answer(task, adapter, task.samples())
+    assert [sorted(r) for r in records] == [["id", "text"], ["id", "logprob_yes_no", "prediction"]] * 2
+    # One call per kind: the same answers as asking each kind on its own.
+    captions = adapter.generate([s["image"] for s in task.items[::2]], ["Describe the image in detail."] * 2,
+                                max_new_tokens=5)
+    assert [r["text"] for r in records[::2]] == captions
+    res = run_benchmark(task, adapter, tmp_path, batch_size=3, progress=False)
+    assert res["metrics"]["n"] == 4 and res["n_samples_original"] == 4
+
+
+def test_only_the_first_errors_are_kept_in_the_results(world, adapter, tmp_path):
+    task = Mixed(world, ERRORS_KEPT + 5)
+    for s in task.items:
+        s["image"] = str(tmp_path / f"missing-{s['id']}.png")
+    res = run_benchmark(task, adapter, tmp_path / "out", batch_size=8, progress=False)
+    assert res["n_errors"] == ERRORS_KEPT + 5 and len(res["errors"]) == ERRORS_KEPT
+    assert res["metrics"] == {"n": 0, "yes": 0}
+    assert len(read_jsonl(tmp_path / "out" / "mixed.jsonl")) == ERRORS_KEPT + 5

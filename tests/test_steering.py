@@ -256,7 +256,7 @@ def test_cli_fit_writes_directions(micro, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from halluscope.steering.cli import app
+    from halluscope.cli.steer import app
 
     folder = tmp_path / "micro"
     micro.model.save_pretrained(folder)

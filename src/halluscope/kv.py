@@ -6,7 +6,7 @@
 
 Values are read against the field's annotated type, so `steps=abc` fails naming the key and the type
 it wants, and an unknown key fails listing the valid ones. Every error is a one-line `ValueError`
-that starts with `what` (the option's name), for the command line to show as it is.
+that starts with `what` (the option's name) where one is given.
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ _NONE = ("none", "null")
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
-def parse(text: str | None, what: str = "key=value list") -> dict[str, str]:
+def _prefix(what: str) -> str:
+    return f"{what}: " if what else ""
+
+
+def parse(text: str | None, what: str = "") -> dict[str, str]:
     """'a=1,b=[1,2],c=x' -> {'a': '1', 'b': '[1,2]', 'c': 'x'}: commas inside brackets or quotes do not
     split, so a list or dict value needs no escaping."""
     out: dict[str, str] = {}
@@ -29,9 +33,9 @@ def parse(text: str | None, what: str = "key=value list") -> dict[str, str]:
         key, eq, value = part.partition("=")
         key = key.strip()
         if not eq or not key:
-            raise ValueError(f"{what}: {part!r} is not key=value (example: alpha=1,beta=0.1)")
+            raise ValueError(f"{_prefix(what)}{part!r} is not key=value (example: alpha=1,beta=0.1)")
         if key in out:
-            raise ValueError(f"{what}: {key!r} is given twice")
+            raise ValueError(f"{_prefix(what)}{key!r} is given twice")
         out[key] = value.strip()
     return out
 
@@ -44,29 +48,30 @@ def literal(value: str) -> Any:
         return value
 
 
-def parse_kv(text: str | None, what: str = "key=value list") -> dict[str, Any]:
+def parse_kv(text: str | None, what: str = "") -> dict[str, Any]:
     """'alpha=1,beta=0.1,name=x' -> {'alpha': 1, 'beta': 0.1, 'name': 'x'}: each value read as a Python
     literal where it is one (untyped; `config_kwargs` reads values against a config's fields)."""
     return {k: literal(v) for k, v in parse(text, what).items()}
 
 
-def config_kwargs(cls: type, raw: dict[str, str], what: str, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+def config_kwargs(cls: type, raw: dict[str, str], what: str = "", *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     """Keyword arguments for dataclass `cls` from `parse`'s raw text, each value read as its field's type.
 
     `exclude` names fields that another option sets (e.g. `seed` beside `--seed`)."""
     allowed = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in exclude]
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
-        raise ValueError(f"{what}: unknown key(s) {', '.join(unknown)}; {cls.__name__} takes {', '.join(allowed)}")
+        raise ValueError(f"{_prefix(what)}unknown key(s) {', '.join(unknown)}; "
+                         f"{cls.__name__} takes {', '.join(allowed)}")
     hints = _hints(cls)
-    return {k: read(v, hints.get(k, Any), f"{what}: {k}") for k, v in raw.items()}
+    return {k: read(v, hints.get(k, Any), k, what) for k, v in raw.items()}
 
 
-def read(text: str, tp: Any, what: str) -> Any:
+def read(text: str, tp: Any, key: str = "value", what: str = "") -> Any:
     """`text` as a value of type `tp` (int, float, bool, str, None, unions, list/tuple/dict, Any)."""
     value = _read(text, tp)
     if value is _FAIL:
-        raise ValueError(f"{what}={text!r} is not {_describe(tp)}")
+        raise ValueError(f"{_prefix(what)}{key}={text!r} is not {_describe(tp)}")
     return value
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import metrics
 from ..world import POPE_SPLITS, World
-from .base import YES_NO_MODES, Request, Task, TaskBase, answer
+from .base import YES_NO_MODES, Request, Task, TaskBase, answer, generate, yes_no
 from .real import AMBER, AMBER_QUERIES, CHAIR, MME, POPE, POPE_FILES
 from .world import WorldCHAIR, WorldPOPE
 
@@ -118,4 +118,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ALIASES", "AMBER", "CHAIR", "MME", "POPE", "TASKS", "YES_NO_MODES", "Request", "Task", "TaskBase",
-           "TaskSpec", "WorldCHAIR", "WorldPOPE", "answer", "make_task", "resolve", "task_names"]
+           "TaskSpec", "WorldCHAIR", "WorldPOPE", "answer", "generate", "make_task", "resolve", "task_names", "yes_no"]
