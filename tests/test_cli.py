@@ -255,3 +255,16 @@ def test_parse_kv_stays_importable_from_the_cli():
 
     with pytest.raises(typer.BadParameter, match="not key=value"):
         parse_kv("alpha", "--x")
+
+
+def test_docs_cli_md_is_the_commands_help():
+    """docs/cli.md's "Commands" section is `python docs/make_cli.py`'s output for the current commands."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "make_cli.py"
+    if not script.exists():
+        pytest.skip("no docs/ beside the tests")
+    spec = importlib.util.spec_from_file_location("make_cli", script)
+    make_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_cli)
+    assert make_cli.section() in make_cli.PAGE.read_text(), "docs/cli.md is out of date: run python docs/make_cli.py"

@@ -113,6 +113,7 @@ def world(text: str | None, seed: int, option: str = "--world-args"):
 
 
 # ------------------------------------------------------------------------------------ --model
+MODEL, MODEL_HELP = "tiny|DIR|HUB_ID", "'tiny' (the built-in model), a local model folder, or a hub id"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 

@@ -12,20 +12,20 @@ from . import _options as opt
 
 
 def demo(
-    output: Annotated[Path, typer.Option(callback=opt.output_folder,
+    output: Annotated[Path, typer.Option(metavar="DIR", callback=opt.output_folder,
                                          help="folder for results.json, report.md and per-sample JSONL")
                       ] = Path("halluscope-demo"),
-    model: Annotated[str, typer.Option(callback=opt.model_option,
+    model: Annotated[str, typer.Option(metavar=opt.MODEL, callback=opt.model_option,
                                        help="'tiny' (the built-in model, trained on first use) or a model folder")
                      ] = "tiny",
     pope_images: Annotated[int, typer.Option(min=1, help="test images per POPE split (6 questions each)")] = 500,
     chair_images: Annotated[int, typer.Option(min=1, help="test images captioned for CHAIR")] = 1000,
     batch_size: Annotated[int, typer.Option(min=1, help="evaluation batch size")] = 64,
     retrain: Annotated[bool, typer.Option(help="train the built-in model again even if cached")] = False,
-    train_args: Annotated[str | None, typer.Option(
+    train_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help="the built-in model's training recipe: TrainConfig fields, e.g. steps=700,seed=1 "
              "(a model trained with `halluscope train` and the same arguments is found in the cache)")] = None,
-    world_args: Annotated[str | None, typer.Option(
+    world_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help="world knobs (WorldConfig fields), e.g. cooccurrence_strength=0.5, for training and test images")] = None,
     world_seed: Annotated[int, typer.Option(help="world seed")] = 0,
 ) -> None:

@@ -83,16 +83,16 @@ def _method_args(method: str, text: str | None, option: str = "--method-args") -
 
 
 def evaluate(
-    model: Annotated[str, typer.Option(callback=opt.model_option, help="'tiny', a local folder, or a hub id")] = "tiny",
-    model_args: Annotated[str | None, typer.Option(
+    model: Annotated[str, typer.Option(metavar=opt.MODEL, callback=opt.model_option, help=opt.MODEL_HELP)] = "tiny",
+    model_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help=f"load_model arguments: {', '.join(opt.MODEL_ARGS)} (pretrained= is --model), "
              "e.g. device=cuda,dtype=bfloat16")] = None,
     tasks: Annotated[str, typer.Option(callback=_tasks, help=_tasks_help())] = "world-pope:adversarial",
     method: Annotated[str, typer.Option(callback=_method, help=METHODS_HELP)] = "greedy",
-    method_args: Annotated[str | None, typer.Option(help="method arguments, e.g. alpha=1,beta=0.1 "
+    method_args: Annotated[str | None, typer.Option(metavar="K=V,...", help="method arguments, e.g. alpha=1,beta=0.1 "
                                                      "(`halluscope.decoding.method_help(NAME)` lists them)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="samples per forward pass")] = 16,
-    output: Annotated[Path, typer.Option(callback=opt.output_folder,
+    output: Annotated[Path, typer.Option(metavar="DIR", callback=opt.output_folder,
                                          help="output folder: OUTPUT/<task>/ per task, and OUTPUT/results.json")
                       ] = Path("halluscope-eval"),
     limit: Annotated[int | None, typer.Option(min=1, help="evaluate only the first K samples of each task")] = None,

@@ -50,8 +50,8 @@ def _shape(t) -> list[int] | None:
 
 @app.command(cls=opt.command())
 def fit(
-    model: Annotated[str, typer.Option(callback=opt.model_option, help="'tiny', a local folder, or a hub id")] = "tiny",
-    output: Annotated[Path, typer.Option(help="directions file to write (.safetensors)")
+    model: Annotated[str, typer.Option(metavar=opt.MODEL, callback=opt.model_option, help=opt.MODEL_HELP)] = "tiny",
+    output: Annotated[Path, typer.Option(metavar="FILE", help="directions file to write (.safetensors)")
                       ] = Path("directions.safetensors"),
     n_images: Annotated[int, typer.Option(min=1, help="demo images (and caption pairs)")] = 50,
     trials: Annotated[int, typer.Option(min=1, help="masked copies per image")] = 50,

@@ -15,22 +15,22 @@ ALIGN_METHODS_HELP = ("'dpo' (Rafailov et al. 2023), 'ddpo' (RLHF-V's dense DPO)
 
 
 def train(
-    output: Annotated[Path | None, typer.Option(
+    output: Annotated[Path | None, typer.Option(metavar="DIR",
         callback=opt.output_folder, help="output folder (default: the cache folder load_model('tiny') uses)")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="optimizer steps (default: TrainConfig's)")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="samples per step (default: TrainConfig's)")] = None,
     lr: Annotated[float | None, typer.Option(callback=opt.positive_number,
                                              help="peak learning rate (default: TrainConfig's)")] = None,
     seed: Annotated[int | None, typer.Option(help="training seed (default: TrainConfig's)")] = None,
-    train_args: Annotated[str | None, typer.Option(
+    train_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help="any other TrainConfig field, e.g. vision_pretrain_steps=600,warmup_steps=50")] = None,
-    world_args: Annotated[str | None, typer.Option(
+    world_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help="world knobs (WorldConfig fields), e.g. cooccurrence_strength=0.5,yes_bias=0.5")] = None,
     world_seed: Annotated[int, typer.Option(help="world seed")] = 0,
     hacl: Annotated[bool, typer.Option(
         help="HACL (Jiang et al., CVPR 2024): contrastive connector alignment with hallucinated captions as hard "
              "negatives, before instruction tuning")] = False,
-    hacl_args: Annotated[str | None, typer.Option(
+    hacl_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help="HACLConfig fields, e.g. steps=300,temperature=0.07 (seed: the training seed unless given; "
              "contrastive_weight=0 is the control: the same alignment stage on L_gen alone)")] = None,
 ) -> None:
@@ -62,11 +62,11 @@ def _align_method(value: str) -> str:
 
 
 def align(
-    output: Annotated[Path, typer.Option(callback=opt.output_folder,
+    output: Annotated[Path, typer.Option(metavar="DIR", callback=opt.output_folder,
                                          help="output folder: the aligned model, pairs.jsonl, align_log.json")],
-    model: Annotated[str, typer.Option(callback=opt.model_option, help="'tiny', a local folder, or a hub id")] = "tiny",
+    model: Annotated[str, typer.Option(metavar=opt.MODEL, callback=opt.model_option, help=opt.MODEL_HELP)] = "tiny",
     method: Annotated[str, typer.Option(callback=_align_method, help=ALIGN_METHODS_HELP)] = "ddpo",
-    align_args: Annotated[str | None, typer.Option(
+    align_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help="fields of the method's config (DPOConfig, DDPOConfig or PairSFTConfig), "
              "e.g. steps=200,lr=2e-5,gamma=5,lora=True")] = None,
 ) -> None:

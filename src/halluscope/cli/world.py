@@ -22,11 +22,12 @@ def _split(value: str) -> str:
 
 @app.command("sample", cls=opt.command(knobs="--world-args", seed="--world-seed"))
 def sample(
-    output: Annotated[Path, typer.Option(callback=opt.output_folder, help="folder for PNG images and truth.jsonl")
-                      ] = Path("world-samples"),
+    output: Annotated[Path, typer.Option(metavar="DIR", callback=opt.output_folder,
+                                         help="folder for PNG images and truth.jsonl")] = Path("world-samples"),
     n: Annotated[int, typer.Option(min=1, help="number of images")] = 16,
     split: Annotated[str, typer.Option(callback=_split, help="train, val or test")] = "test",
-    world_args: Annotated[str | None, typer.Option(help="world knobs (WorldConfig fields), e.g. noise_max=0")] = None,
+    world_args: Annotated[str | None, typer.Option(metavar="K=V,...",
+                                                   help="world knobs (WorldConfig fields), e.g. noise_max=0")] = None,
     world_seed: Annotated[int, typer.Option(help="world seed")] = 0,
 ) -> None:
     """Render N images of a split with their ground truth and captions."""
