@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def spacy_similarity(model: str = "en_core_web_lg") -> Callable[[str, str], floa
                           f"{model}") from e
     nlp = spacy.load(model)
 
-    @lru_cache(maxsize=None)
+    @cache
     def doc(word: str):
         return nlp(word)
 

@@ -120,7 +120,8 @@ def _select(n: int, chosen: Sequence[int] | None, which: str) -> list[int]:
     out = set()
     for i in chosen:
         if not -n <= i < n:
-            raise ValueError(f"{which} layer {i} does not exist; the model has {n} (use 0..{n - 1} or negative indices)")
+            raise ValueError(f"{which} layer {i} does not exist; the model has {n} "
+                             f"(use 0..{n - 1} or negative indices)")
         out.add(i % n)
     return sorted(out)
 
