@@ -69,7 +69,10 @@ def _load_images(batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     ok, errors = [], []
     for s in batch:
         try:
-            ok.append(dict(s, image=load_image(s["image"])) if "image" in s else s)
+            if isinstance(s.get("image"), str | os.PathLike):  # kept, so a report can show the image
+                ok.append(dict(s, image=load_image(s["image"]), image_path=str(s["image"])))
+            else:
+                ok.append(dict(s, image=load_image(s["image"])) if "image" in s else s)
         except (OSError, ValueError) as e:
             errors.append({"id": s["id"], "error": str(e)})
     return ok, errors
@@ -86,6 +89,23 @@ def distributed_state():
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available())
+
+
+def task_args(task: Task) -> dict[str, Any]:
+    """What rebuilds a task's samples (and its images) later, for a report or a comparison: a
+    dataclass task's plain fields; a world as its seed and knobs."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(task):
+        return {}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(task):
+        value = getattr(task, f.name)
+        if f.name == "world":
+            out["world"] = {"seed": value.seed, "knobs": value.config.to_dict()}
+        elif value is None or isinstance(value, str | int | float | bool):
+            out[f.name] = value
+    return out
 
 
 def stem(task: Task) -> str:
@@ -114,7 +134,8 @@ def run_benchmark(benchmark: Task, adapter, output_dir: str | Path, method: str 
     name = stem(benchmark)
     results_path = out / f"{name}.results.json"
     config = {"benchmark": benchmark.name, "model": adapter.name, "method": method, "method_args": method_args,
-              "batch_size": batch_size, "limit": limit, "seed": seed, "num_processes": world_size}
+              "batch_size": batch_size, "limit": limit, "seed": seed, "num_processes": world_size,
+              "task_args": task_args(benchmark)}
     samples = benchmark.samples()
     n_original = len(samples)
     if limit is not None:
@@ -172,6 +193,9 @@ def _append(task: Task, adapter, todo: list[dict[str, Any]], part: Path, batch_s
             for batch in _chunks(todo, batch_size):
                 ok, errors = _load_images(batch)
                 records = answer(task, adapter, ok, method, method_args) if ok else []
+                for s, r in zip(ok, records):
+                    if "image_path" in s:
+                        r.setdefault("image", s["image_path"])
                 for record in errors + records:
                     f.write(json.dumps(record) + "\n")
                 f.flush()

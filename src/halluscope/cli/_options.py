@@ -189,6 +189,21 @@ def choice(value: str, names: Sequence[str], what: str) -> str:
     return value
 
 
+def method_list(value: str) -> list[str]:
+    """--methods a,b,...: each a method the comparison knows (see `halluscope.compare.arm`)."""
+    from ..compare import arm
+
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise typer.BadParameter("empty; pass method names separated by commas, e.g. greedy,vcd,m3id")
+    for name in names:
+        try:
+            arm(name)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from e
+    return names
+
+
 def output_folder(value: Path | None) -> Path | None:
     """--output: a folder, created when needed; a file of that name is an error."""
     if value is not None and value.exists() and not value.is_dir():
@@ -202,5 +217,5 @@ def positive_number(value: float | None) -> float | None:
     return value
 
 
-__all__ = ["Command", "bad", "check_model", "choice", "command", "config", "kv_args", "load", "model_args",
-           "model_option", "output_folder", "positive_number", "rename", "world"]
+__all__ = ["Command", "bad", "check_model", "choice", "command", "config", "kv_args", "load", "method_list",
+           "model_args", "model_option", "output_folder", "positive_number", "rename", "world"]

@@ -11,15 +11,26 @@ import typer
 from . import _options as opt
 
 
+DEFAULT_METHODS = "greedy,sample,vcd,icd,m3id,vdgd,vti,vti+vcd"
+
+
 def demo(
     output: Annotated[Path, typer.Option(metavar="DIR", callback=opt.output_folder,
-                                         help="folder for results.json, report.md and per-sample JSONL")
-                      ] = Path("halluscope-demo"),
+                                         help="folder for results.json, report.md, report.html and one folder "
+                                              "of per-sample JSONL per method")] = Path("halluscope-demo"),
     model: Annotated[str, typer.Option(metavar=opt.MODEL, callback=opt.model_option,
                                        help="'tiny' (the built-in model, trained on first use) or a model folder")
                      ] = "tiny",
-    pope_images: Annotated[int, typer.Option(min=1, help="test images per POPE split (6 questions each)")] = 500,
-    chair_images: Annotated[int, typer.Option(min=1, help="test images captioned for CHAIR")] = 1000,
+    methods: Annotated[str, typer.Option(metavar="A,B,...", callback=opt.method_list,
+        help="methods to compare (greedy and sample, the baselines, are always run): any registered "
+             "method or vti+NAME")] = DEFAULT_METHODS,
+    pope_images: Annotated[int, typer.Option(min=1, help="greedy's test images per POPE split (6 questions "
+                                                         "each) for the profile checks")] = 500,
+    chair_images: Annotated[int, typer.Option(min=1, help="greedy's test images captioned for CHAIR")] = 1000,
+    method_pope_images: Annotated[int, typer.Option(min=1, help="test images per POPE split for every method "
+                                                                "in the comparison")] = 100,
+    method_chair_images: Annotated[int, typer.Option(min=1, help="test images captioned by every method in the "
+                                                                 "comparison")] = 300,
     batch_size: Annotated[int, typer.Option(min=1, help="evaluation batch size")] = 64,
     retrain: Annotated[bool, typer.Option(help="train the built-in model again even if cached")] = False,
     train_args: Annotated[str | None, typer.Option(metavar="K=V,...",
@@ -30,8 +41,10 @@ def demo(
     world_seed: Annotated[int, typer.Option(help="world seed")] = 0,
 ) -> None:
     """The main job: train (first run only; see the README for how long it takes) or load the
-    built-in model, evaluate greedy decoding on POPE (random, popular, adversarial) and CHAIR on the
-    world, print a table and write results.json, per-sample JSONL files and report.md into OUTPUT."""
+    built-in model, measure its hallucination profile with greedy decoding (POPE random, popular,
+    adversarial and CHAIR on the world), compare every method against greedy and sampling at T = 1
+    on the same test images (paired-bootstrap differences, speed relative to greedy), and write
+    results.json, report.md and report.html into OUTPUT (a rerun resumes)."""
     if model != "tiny" and (train_args or retrain):
         raise opt.bad("--train-args" if train_args else "--retrain",
                       f"trains the built-in model only; drop it, or use --model tiny instead of --model {model}")
@@ -41,8 +54,11 @@ def demo(
 
         train_config = opt.config(TrainConfig, train_args, "--train-args")
     world = opt.world(world_args, world_seed)
+    arms = list(dict.fromkeys(["greedy", "sample", *methods]))
 
-    from ..report import hallucination_checks, markdown_report, print_summary
+    from ..compare import method_comparison, read_run, run_methods
+    from ..report import hallucination_checks, markdown_report, print_comparison, print_summary
+    from ..report.html import build_report
     from ..runner import package_versions, run_benchmark, write_json
     from ..tasks import WorldCHAIR, WorldPOPE
     from ..world import POPE_SPLITS
@@ -55,22 +71,34 @@ def demo(
         adapter = opt.load(model)
     t_model = time.time() - t0
     typer.echo(f"model ready in {t_model:.0f} s: {adapter.name}")
+    # The methods first, so that greedy's speed is measured on the same captions as theirs.
+    runs = run_methods(adapter, world, arms, output, pope_images=method_pope_images,
+                       chair_images=method_chair_images, batch_size=batch_size)
+    greedy = Path(runs["greedy"]["folder"])
     results = {}
     for split in POPE_SPLITS:
         task = WorldPOPE(world, split, n_images=pope_images)
-        results[task.name] = run_benchmark(task, adapter, output, batch_size=batch_size)
+        results[task.name] = run_benchmark(task, adapter, greedy, batch_size=batch_size)
     task = WorldCHAIR(world, n_images=chair_images)
-    results[task.name] = run_benchmark(task, adapter, output, batch_size=batch_size)
+    results[task.name] = run_benchmark(task, adapter, greedy, batch_size=batch_size)
     checks = hallucination_checks(results)
+    comparison = method_comparison({name: read_run(run["folder"]) for name, run in runs.items()},
+                                   {name: run["speed"] for name, run in runs.items()})
     print_summary(results, checks)
-    header = {"model": adapter.name, "method": "greedy", "cache": str(cache_dir()),
+    print_comparison(comparison)
+    header = {"model": adapter.name, "methods": ", ".join(arms), "cache": str(cache_dir()),
               "model_ready_seconds": round(t_model, 1), "total_seconds": round(time.time() - t0, 1)}
     summary = {"header": header, "checks": checks, "versions": package_versions(),
-               "results": {k: v["metrics"] for k, v in results.items()}}
+               "results": {k: v["metrics"] for k, v in results.items()}, "comparison": comparison,
+               "methods": {name: {k: run[k] for k in ("method", "method_args", "folder", "speed")}
+                           for name, run in runs.items()}}
     write_json(output / "results.json", summary)
-    (output / "report.md").write_text(markdown_report(results, checks, header))
-    typer.echo(f"wrote {output / 'results.json'}, {output / 'report.md'} and per-sample JSONL "
-               f"in {time.time() - t0:.0f} s")
+    summary["figures"] = build_report([output], output / "report.html")
+    header["total_seconds"] = round(time.time() - t0, 1)
+    write_json(output / "results.json", summary)
+    (output / "report.md").write_text(markdown_report(results, checks, header, comparison))
+    typer.echo(f"wrote {output / 'report.html'}, {output / 'report.md'}, {output / 'results.json'} and "
+               f"per-sample JSONL in {time.time() - t0:.0f} s")
 
 
 def register(app: typer.Typer) -> None:

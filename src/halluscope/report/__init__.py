@@ -109,7 +109,46 @@ def print_summary(results: dict[str, dict[str, Any]], checks: list[dict[str, Any
     console.print(t3)
 
 
-def markdown_report(results: dict[str, dict[str, Any]], checks: list[dict[str, Any]], header: dict[str, Any]) -> str:
+def _delta(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return ""
+    return (f"{100 * d['value']:+.1f} [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
+            + (" *" if d["significant"] else ""))
+
+
+def comparison_rows(comparison: dict[str, Any]) -> list[list[str]]:
+    """Rows method, benchmark metric, value [CI], vs greedy, vs sample, speed of a comparison
+    (`halluscope.compare.method_comparison`); * marks a difference whose 95 % interval leaves out 0."""
+    rows = []
+    for arm, benches in comparison.items():
+        for bench, e in benches.items():
+            ratio = e.get("speed_ratio_vs_greedy")
+            rows.append([arm, f"{bench} {e['metric']}", f"{_pct(e['value'])} {_ci(e['ci'])}",
+                         _delta(e.get("delta_vs_greedy")), _delta(e.get("delta_vs_sample")),
+                         "" if ratio is None else f"{ratio:.2f}x"])
+    return rows
+
+
+COMPARISON_COLUMNS = ("method", "benchmark", "value % [95 % CI]", "vs greedy (points)", "vs sample T=1 (points)",
+                      "speed vs greedy")
+SIGNIFICANCE = "* significant: the 95 % paired-bootstrap interval (same images) leaves out 0"
+
+
+def print_comparison(comparison: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Each method against greedy and sampling at T = 1, on the same test images",
+                  caption=SIGNIFICANCE)
+    for col in COMPARISON_COLUMNS:
+        table.add_column(col, justify="left" if col in ("method", "benchmark") else "right")
+    for row in comparison_rows(comparison):
+        table.add_row(*row)
+    Console().print(table)
+
+
+def markdown_report(results: dict[str, dict[str, Any]], checks: list[dict[str, Any]], header: dict[str, Any],
+                    comparison: dict[str, Any] | None = None) -> str:
     lines = ["# halluscope report", ""]
     lines += [f"- {k}: {v}" for k, v in header.items()] + [""]
     lines += ["## POPE (world test split, %, 95 % bootstrap CI over images)", "",
@@ -130,7 +169,13 @@ def markdown_report(results: dict[str, dict[str, Any]], checks: list[dict[str, A
                      f"{_pct(s['chair_i']['value'])} | {_ci(s['chair_i']['ci95'])} | {_pct(s['recall']['value'])} |")
     lines += ["", "## Hallucination profile checks", "", "| check | measured | holds |", "|---|---|---|"]
     lines += [f"| {c['check']} | {c['value']} | {'yes' if c['holds'] else 'NO'} |" for c in checks]
+    if comparison:
+        lines += ["", "## Methods against greedy and sampling at T = 1 (same test images)", "",
+                  "| " + " | ".join(COMPARISON_COLUMNS) + " |", "|---" * len(COMPARISON_COLUMNS) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in comparison_rows(comparison)]
+        lines += ["", SIGNIFICANCE + "; the figures are in report.html."]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["POPE_KEYS", "ProfileTargets", "hallucination_checks", "markdown_report", "print_summary"]
+__all__ = ["POPE_KEYS", "ProfileTargets", "comparison_rows", "hallucination_checks", "markdown_report",
+           "print_comparison", "print_summary"]
