@@ -95,10 +95,12 @@ def test_eval_lmms_eval_spellings(micro, tmp_path):
 
 def test_demo_on_a_model_folder(micro, tmp_path):
     out = tmp_path / "demo"
-    ok("demo", "--model", micro, "--pope-images", "2", "--chair-images", "2", "--batch-size", "8", "--output", out)
+    ok("demo", "--model", micro, "--pope-images", "2", "--chair-images", "2", "--method-pope-images", "2",
+       "--method-chair-images", "2", "--methods", "greedy,vcd", "--batch-size", "8", "--output", out)
     summary = json.loads((out / "results.json").read_text())
     assert len(summary["checks"]) == 4 and summary["header"]["model"] == str(micro)
-    assert (out / "report.md").exists() and (out / "world-pope_adversarial.jsonl").exists()
+    assert (out / "report.md").exists() and (out / "greedy" / "world-pope_adversarial.jsonl").exists()
+    assert set(summary["comparison"]) == {"greedy", "sample", "vcd"}  # the baselines always run
 
 
 def test_demo_and_train_build_the_same_built_in_model(cache, tmp_path):
@@ -200,6 +202,10 @@ BAD = [
     (["steer", "show", "/no/such/file.safetensors"], "PATH"),
     (["steer", "show", "FILE"], "PATH"),
     (["demo", "--pope-images", "0"], "--pope-images"),
+    (["demo", "--methods", "greedy,nope"], "--methods"),
+    (["report", "EMPTY"], "not a run folder"),
+    (["report", "NOT_THERE"], "no such folder"),
+    (["compare", "EMPTY", "EMPTY"], "not a run folder"),
     (["demo", "--train-args", "steps=0"], "--train-args"),
     (["demo", "--model", "MICRO", "--train-args", "steps=1"], "--train-args"),
     (["demo", "--world-args", "cooccurrence_strength=x"], "--world-args"),

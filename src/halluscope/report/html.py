@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..compare import BASELINES, RunTask, method_comparison, read_run, speed
+from ..compare import BASELINES, RunTask, method_comparison, read_run, speed, unit
 from . import figures
 
 KINDS = ("object", "attribute", "count", "relation")
@@ -300,16 +300,21 @@ def _false_positives_section(data: dict[str, Any]) -> str:
         partners = WorldConfig(**world_args["knobs"]).partners()
     present: dict[Any, set] = {}
     for r in task.records:
-        if r.get("label") == "yes":
-            present.setdefault(r.get("image_id"), set()).add(r.get("object"))
+        if r.get("label") == "yes" and r.get("object"):
+            present.setdefault(unit(r), set()).add(r["object"])
     cards = []
     for r in fps[:FALSE_POSITIVES]:
         uri = image_uri(task, r)
-        img = f'<img alt="{html.escape(str(r.get("image_id")))}" src="{uri}">' if uri else ""
-        cause = [p for p in present.get(r.get("image_id"), ()) if partners.get(p) == r.get("object")]
+        img = f'<img alt="{html.escape(str(unit(r)))}" src="{uri}">' if uri else ""
+        asked = r.get("object")
+        if asked is None:  # a real benchmark's record names its question, not the object
+            cards.append(f'<div class="card">{img}<div><p>Question {html.escape(str(r.get("question_id", r["id"])))}: '
+                         'the object is absent; answered <span class="no">yes</span>.</p></div></div>')
+            continue
+        cause = sorted(p for p in present.get(unit(r), ()) if partners.get(p) == asked)
         why = (f"it co-occurs with the <b>{html.escape(cause[0])}</b> in the picture" if cause
                else "no co-occurrence partner of it is in the picture")
-        cards.append(f'<div class="card">{img}<div><p>Asked about a <b>{html.escape(str(r.get("object")))}</b>, '
+        cards.append(f'<div class="card">{img}<div><p>Asked about a <b>{html.escape(asked)}</b>, '
                      f'absent; answered <span class="no">yes</span>.</p><p class="muted">{why}</p></div></div>')
     return (f'<h2 id="false-positives">POPE adversarial: the objects it imagined ({len(fps)} false positives, '
             f'{html.escape(data["baselines"][0])})</h2><div class="grid">{"".join(cards)}</div>')
