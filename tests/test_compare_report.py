@@ -4,10 +4,10 @@ real browser (headless Chromium through selenium)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -133,45 +133,26 @@ def test_report_and_compare_on_a_real_pope_run_with_stand_in_images(tmp_path):
     assert json.loads((tmp_path / "report.figures.json").read_text())["forest"]["rows"]
 
 
-def _chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
-def browse(page: Path, screenshot: Path | None = None, width: int = 1280, height: int = 2000) -> dict:
-    """Open `page` in headless Chromium: its console messages, each image's naturalWidth, the
-    section ids; optionally a screenshot."""
-    from selenium import webdriver
-
-    browser, driver = _chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(service=webdriver.ChromeService(driver), options=options)
-    try:
-        d.get(page.resolve().as_uri())
-        widths = d.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-        sections = d.execute_script("return Array.from(document.querySelectorAll('h2[id]')).map(h => h.id)")
-        if screenshot is not None:
-            d.save_screenshot(str(screenshot))
-        return {"console": d.get_log("browser"), "image_widths": widths, "sections": sections}
-    finally:
-        d.quit()
+def _browser_script():
+    script = Path(__file__).resolve().parents[1] / "docs" / "make_report_screenshot.py"
+    if not script.exists():
+        pytest.skip("no docs/ beside the tests")
+    spec = importlib.util.spec_from_file_location("make_report_screenshot", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_report_renders_in_a_real_browser(world_runs, tmp_path):
     """CI (HALLUSCOPE_BROWSER_TEST=1, set by .ci/run, which installs Chromium) fails if no browser is there."""
-    if _chromium() is None or shutil.which("chromedriver") is None:
+    script = _browser_script()
+    if script.chromium() is None:
         if os.environ.get("HALLUSCOPE_BROWSER_TEST") == "1":
             pytest.fail("no chromium and chromedriver on PATH: apt-get install chromium chromium-driver")
         pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver)")
     pytest.importorskip("selenium")
     build_report([world_runs / "greedy", world_runs / "vcd"], tmp_path / "report.html")
-    seen = browse(tmp_path / "report.html")
+    seen = script.browse(tmp_path / "report.html")
     assert [m for m in seen["console"] if m["level"] in ("SEVERE", "WARNING")] == []
     assert seen["image_widths"] and all(w > 0 for w in seen["image_widths"]), seen["image_widths"]
     assert {"profile", "comparison", "benchmarks", "gallery", "false-positives"} <= set(seen["sections"])

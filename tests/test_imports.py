@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("zoo",),
     ("tasks",), ("benchmarks",),  # benchmarks: the deprecated alias package of tasks, which it imports
     ("runner",),
+    ("compare",),
     ("report",),
     ("cli",),
     ("__main__",),
