@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..images import ImageLike, load_image
+from .families import Family, family_of
 from .parts import find_part
 
 
@@ -52,6 +53,11 @@ class VLMBase:
         return self.language_model.layers
 
     @property
+    def family(self) -> Family:
+        """How this family's prompts are built (`halluscope.models.families`)."""
+        return family_of(self.model.config)
+
+    @property
     def image_token_id(self) -> int:
         cfg = self.model.config
         token_id = getattr(cfg, "image_token_id", None)
@@ -63,10 +69,30 @@ class VLMBase:
 
     # ------------------------------------------------------------------ inputs
     def prompt_text(self, prompt: str, image: bool = True) -> str:
-        """The chat-templated user turn holding one image (or none) and `prompt`, ready for the answer."""
+        """The chat-templated user turn holding one image (or none) and `prompt`, ready for the answer.
+        Checkpoints without a chat template (PaliGemma, InstructBLIP) get the plain prompt, after the
+        processor's image placeholder where the family writes one in the text."""
+        if getattr(self.processor, "chat_template", None) is None:
+            placeholder = getattr(self.processor, "image_token", None) if image and self.family.image_in_text else None
+            return f"{placeholder}{prompt}" if isinstance(placeholder, str) else prompt
         content = [{"type": "image"}] if image else []
         messages = [{"role": "user", "content": [*content, {"type": "text", "text": prompt}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    def process(self, texts: Sequence[str], images: Sequence[Sequence[ImageLike]]) -> dict[str, Any]:
+        """The processor's tensors for prompts `texts`, each with its list of images (`images[i]`, empty for a
+        prompt without one), in one left-padded call. Images go per prompt: Gemma 3's, Mllama's and SmolVLM's
+        processors need it to tell which prompt an image belongs to, and the others accept it."""
+        if len(images) != len(texts):
+            raise ValueError(f"got {len(images)} image lists for {len(texts)} prompts; pass one list per prompt")
+        nested = [[load_image(im) for im in ims] for ims in images]
+        if any(not ims for ims in nested) and not self.family.text_only_rows:
+            raise ValueError(f"{self.family.name}'s processor puts image tokens in every prompt, so a prompt without "
+                             "an image cannot be batched with the others; give every prompt an image")
+        batch = self.processor(images=nested if any(nested) else None, text=list(texts), padding=True,
+                               return_tensors="pt")
+        # PaliGemma's processor also returns training labels: nothing here trains through it.
+        return {k: v for k, v in batch.items() if k != "labels"}
 
     def to_device(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """A processor's output ready for the model: its tensors on the model's device, floating ones in
@@ -78,11 +104,7 @@ class VLMBase:
     def build_inputs(self, images: Sequence[ImageLike], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         if len(images) != len(prompts):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts; pass one prompt per image")
-        batch = self.processor(
-            images=[load_image(im) for im in images], text=[self.prompt_text(p) for p in prompts],
-            padding=True, return_tensors="pt",
-        )
-        return self.to_device(batch)
+        return self.to_device(self.process([self.prompt_text(p) for p in prompts], [[im] for im in images]))
 
     @torch.no_grad()
     def forward(self, images: Sequence[ImageLike], prompts: Sequence[str], **kwargs):
