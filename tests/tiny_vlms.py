@@ -97,16 +97,8 @@ def _qwen_processor_class():
     itself never touches video, so here the subclass stands in and is registered with AutoProcessor
     for the module's duration (undone by the fixture)."""
     from transformers import Qwen2VLProcessor
-    from transformers.utils import is_torchvision_available
 
-    if is_torchvision_available():
-        return Qwen2VLProcessor, False
-
-    class Qwen2VLProcessorNoVideo(Qwen2VLProcessor):
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-    return Qwen2VLProcessorNoVideo, True
+    return no_video(Qwen2VLProcessor)
 
 
 def _build_qwen2vl(folder) -> dict:
@@ -150,7 +142,7 @@ def _build_qwen2vl(folder) -> dict:
     expected = [(h // PATCH) * (w // PATCH) // MERGE**2 for h, w in shapes]  # 4 and 6
     return {"images": images, "image_tokens": expected, "decoder_layers": 2, "image_token": "<|image_pad|>",
             "vision_cls": "Qwen2VisionTransformerPretrainedModel", "projector_cls": "PatchMerger",
-            "registered": registered}
+            "registered": registered and Qwen2VLConfig}
 
 
 BUILDERS = {"llava": _build_llava, "qwen2vl": _build_qwen2vl}
@@ -165,9 +157,9 @@ CORPUS = [*PROMPTS, *QUESTIONS, "user assistant system yes no Yes No", halluscop
           "You are a confused object detector to provide a fuzzy overview or impression of the image."]
 
 
-def bpe_tokenizer(special: list[str], vocab_size: int = 360, **kwargs):
-    """A byte-level BPE tokenizer trained on CORPUS with `special` tokens (ids 0..), left padding;
-    `kwargs` name its bos/eos/pad tokens and extra special tokens."""
+def bpe_tokenizer(special: list[str], vocab_size: int = 360, padding_side: str = "left", **kwargs):
+    """A byte-level BPE tokenizer trained on CORPUS with `special` tokens (ids 0..); `kwargs` name its
+    bos/eos/pad tokens and extra special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -177,7 +169,7 @@ def bpe_tokenizer(special: list[str], vocab_size: int = 360, **kwargs):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS * 4, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side="left", **kwargs)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side=padding_side, **kwargs)
 
 
 def no_video(processor_cls):
@@ -304,7 +296,8 @@ def _build_llava_onevision(folder) -> dict:
     torch.manual_seed(0)
     save(folder, LlavaOnevisionForConditionalGeneration(config), processor, tok)
     images = random_images(3, [(32, 32), (64, 32)])
-    return {"images": images, "image_tokens": None, "decoder_layers": 2, "image_token": "<image>",
+    # 2x2 base patches, then the unpadded grid (1x1 and 2x1 tiles of 2x2 patches) with a newline per row
+    return {"images": images, "image_tokens": [4 + 4 + 2, 4 + 8 + 4], "decoder_layers": 2, "image_token": "<image>",
             "vision_cls": "SiglipVisionModel", "projector_cls": "LlavaOnevisionMultiModalProjector",
             "registered": registered and LlavaOnevisionConfig}
 
@@ -423,7 +416,8 @@ def _build_paligemma(folder) -> dict:
     torch.manual_seed(0)
     save(folder, PaliGemmaForConditionalGeneration(config), processor, tok)
     return {"images": random_images(7, [(32, 32), (40, 24)]), "image_tokens": [16, 16], "decoder_layers": 2,
-            "image_token": "<image>", "vision_cls": "SiglipVisionModel", "projector_cls": "PaliGemmaMultiModalProjector"}
+            "image_token": "<image>", "vision_cls": "SiglipVisionModel",
+            "projector_cls": "PaliGemmaMultiModalProjector"}
 
 
 GEMMA3_TEMPLATE = (
@@ -469,8 +463,9 @@ def _build_instructblip(folder) -> dict:
     # The processor adds its own <image> token (a tokenizer that names one is not read right in this version).
     tok = bpe_tokenizer(["<pad>", "<s>", "</s>", "<unk>"], bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                         unk_token="<unk>")
-    qformer_tok = bpe_tokenizer(["[PAD]", "[CLS]", "[SEP]", "[UNK]"], vocab_size=300, pad_token="[PAD]",
-                                cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]")
+    # The Q-Former's BERT-style tokenizer pads on the right, as the real one does (absolute positions).
+    qformer_tok = bpe_tokenizer(["[PAD]", "[CLS]", "[SEP]", "[UNK]"], vocab_size=300, padding_side="right",
+                                pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]")
     image_processor = BlipImageProcessorPil(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     # No chat template: InstructBLIP takes the plain instruction, and the processor puts the query tokens first.
     processor = InstructBlipProcessor(image_processor=image_processor, tokenizer=tok, qformer_tokenizer=qformer_tok,
@@ -481,12 +476,15 @@ def _build_instructblip(folder) -> dict:
         qformer_config=dict(vocab_size=len(qformer_tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                             intermediate_size=64, encoder_hidden_size=32, cross_attention_frequency=1,
                             pad_token_id=qformer_tok.pad_token_id),
-        text_config={"model_type": "llama", **llama(tok)}, num_query_tokens=4,
+        # tied word embeddings: this random decoder's greedy answers then repeat tokens, which the generation
+        # config tests need to see a repetition penalty act on
+        text_config={"model_type": "llama", **llama(tok, tie_word_embeddings=True)}, num_query_tokens=4,
         image_token_index=tok.convert_tokens_to_ids("<image>"))
     torch.manual_seed(0)
     save(folder, InstructBlipForConditionalGeneration(config), processor, tok)
     return {"images": random_images(9, [(32, 32), (24, 40)]), "image_tokens": [4, 4], "decoder_layers": 2,
-            "image_token": "<image>", "vision_cls": "InstructBlipVisionModel", "projector_cls": "InstructBlipQFormerModel"}
+            "image_token": "<image>", "vision_cls": "InstructBlipVisionModel",
+            "projector_cls": "InstructBlipQFormerModel"}
 
 
 MLLAMA_TEMPLATE = (

@@ -303,9 +303,12 @@ def decode(adapter, inputs: dict[str, torch.Tensor], n_branches: int, scores: Sc
         return tokens
 
     extra = {"min_new_tokens": min_new_tokens} if min_new_tokens else {}
+    # The model's own generation config, passed on: InstructBLIP's `generate` hands over to its language model's,
+    # which would otherwise read the language model's config instead.
     result.tokens = adapter.model.generate(
-        **inputs, custom_generate=loop, max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=pad,
-        use_cache=use_cache, **sampling.generate_kwargs(), **extra)
+        **inputs, custom_generate=loop, generation_config=adapter.model.generation_config,
+        max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=pad, use_cache=use_cache,
+        **sampling.generate_kwargs(), **extra)
     return result
 
 

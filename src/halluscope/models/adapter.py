@@ -92,7 +92,7 @@ class VLMBase:
         batch = self.processor(images=nested if any(nested) else None, text=list(texts), padding=True,
                                return_tensors="pt")
         # PaliGemma's processor also returns training labels: nothing here trains through it.
-        return {k: v for k, v in batch.items() if k != "labels"}
+        return align_padding({k: v for k, v in batch.items() if k != "labels"})
 
     def to_device(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """A processor's output ready for the model: its tensors on the model's device, floating ones in
@@ -109,6 +109,33 @@ class VLMBase:
     @torch.no_grad()
     def forward(self, images: Sequence[ImageLike], prompts: Sequence[str], **kwargs):
         return self.model(**self.build_inputs(images, prompts), **kwargs)
+
+
+# The per-token inputs that follow the prompt's tokens, and the Q-Former's (InstructBLIP).
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+QFORMER_INPUTS = ("qformer_input_ids", "qformer_attention_mask")
+
+
+def _move_padding(batch: dict[str, Any], keys: tuple[str, ...], mask_key: str, first: bool) -> dict[str, Any]:
+    mask = batch.get(mask_key)
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+        return batch
+    misplaced = mask[:, 1:] < mask[:, :-1] if first else mask[:, 1:] > mask[:, :-1]
+    if not misplaced.any():
+        return batch
+    # a stable sort on the mask (or its negation) moves the padding to one end, the tokens kept in their order
+    order = torch.sort(mask if first else -mask, dim=1, stable=True).indices
+    return {k: v.gather(1, order) if k in keys and isinstance(v, torch.Tensor) and v.shape == mask.shape else v
+            for k, v in batch.items()}
+
+
+def align_padding(batch: dict[str, Any]) -> dict[str, Any]:
+    """`batch` with each row the same sequence as alone: the prompt's padding at its start, the Q-Former's at
+    its end. InstructBLIP's processor pads the prompts, then puts the query tokens before the padding (a padded
+    row's prompt would sit further from its image than alone), and pads the Q-Former's text on the tokenizer's
+    side, though the Q-Former has absolute positions. A no-op for every other family's batches."""
+    batch = _move_padding(batch, TOKEN_INPUTS, "attention_mask", first=True)
+    return _move_padding(batch, QFORMER_INPUTS, "qformer_attention_mask", first=False)
 
 
 def __getattr__(name: str) -> Any:
