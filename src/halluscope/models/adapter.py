@@ -30,6 +30,7 @@ class VLMBase:
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"  # generation appends on the right
         self.name = name
+        self.load_args: dict[str, Any] = {}  # how `halluscope.load_model` loaded it (dtype, device, options)
 
     # ------------------------------------------------------------------ parts
     @property
