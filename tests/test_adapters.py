@@ -111,3 +111,35 @@ def test_unknown_hub_id_offline_says_local_folder(monkeypatch, tmp_path):
     with pytest.raises(OSError, match="local folder"):
         halluscope.load_model("some-org/does-not-exist-xyz", device="cpu")
     assert time.perf_counter() - start < 10
+
+
+def test_loading_options_are_passed_and_recorded(vlm, monkeypatch):
+    """--model-args' loading options reach from_pretrained and are recorded on the adapter: device_map (the
+    model is then placed by accelerate, not moved), attn_implementation, revision, trust_remote_code (off by
+    default); load_in_4bit without bitsandbytes says what to install."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers.utils import is_bitsandbytes_available
+
+    adapter, facts = vlm
+    folder = adapter.name
+    assert adapter.load_args["trust_remote_code"] is False and adapter.load_args["device"] == "cpu"
+    seen = {}
+    for auto in (AutoModelForImageTextToText, AutoProcessor):
+        def spy(*args, real=auto.from_pretrained, cls=auto.__name__, **kwargs):
+            seen[cls] = kwargs
+            return real(*args, **{k: v for k, v in kwargs.items() if k != "revision"})  # a folder has no revisions
+
+        monkeypatch.setattr(auto, "from_pretrained", spy)
+    loaded = halluscope.load_model(folder, device_map="auto", attn_implementation="eager", dtype=torch.bfloat16,
+                                   revision="v1")
+    assert loaded.load_args == {"dtype": "bfloat16", "device": "cpu", "device_map": "auto",
+                                "attn_implementation": "eager", "revision": "v1", "trust_remote_code": False}
+    model_kwargs = seen["AutoModelForImageTextToText"]
+    assert model_kwargs["device_map"] == "auto" and model_kwargs["attn_implementation"] == "eager"
+    assert model_kwargs["trust_remote_code"] is False and seen["AutoProcessor"]["trust_remote_code"] is False
+    assert seen["AutoProcessor"]["revision"] == "v1" and model_kwargs["revision"] == "v1"
+    assert loaded.model.config._attn_implementation == "eager"
+    assert len(loaded.generate(facts["images"], PROMPTS, max_new_tokens=2)) == 2
+    if not is_bitsandbytes_available():
+        with pytest.raises(ImportError, match="pip install bitsandbytes"):
+            halluscope.load_model(folder, device="cpu", load_in_4bit=True)

@@ -152,17 +152,34 @@ def load(model: str, option: str = "--model", **kwargs: Any):
         raise bad(option, str(e).splitlines()[0] if str(e) else repr(e)) from e
 
 
-MODEL_ARGS = ("pretrained", "device", "dtype", "yes_no_suffix", "attn_implementation")
+MODEL_ARGS = ("pretrained", "device", "dtype", "yes_no_suffix", "attn_implementation", "device_map", "revision",
+              "trust_remote_code", "load_in_4bit")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+BOOLEAN_ARGS = ("trust_remote_code", "load_in_4bit")
 
 
 def model_args(text: str | None, option: str = "--model-args") -> dict[str, Any]:
-    """load_model's keyword arguments from lmms-eval-style `pretrained=DIR,device=cuda,dtype=bfloat16`."""
+    """load_model's keyword arguments from lmms-eval-style `pretrained=DIR,device=cuda,dtype=bfloat16`
+    (also device_map=auto, attn_implementation=sdpa, revision=REV, trust_remote_code=true, load_in_4bit=true)."""
     raw = kv_args(text, option)
     unknown = sorted(set(raw) - set(MODEL_ARGS))
     if unknown:
         raise bad(option, f"unknown key(s) {', '.join(unknown)}; use {', '.join(MODEL_ARGS)}")
     out: dict[str, Any] = dict(raw)
+    for key in BOOLEAN_ARGS:
+        if key in out:
+            try:
+                out[key] = kv.read(out[key], bool, key)
+            except ValueError as e:
+                raise bad(option, e) from e
+    if out.get("attn_implementation", ATTENTION[0]) not in ATTENTION:
+        raise bad(option, f"attn_implementation={out['attn_implementation']!r} is not one of {', '.join(ATTENTION)}")
+    if out.get("load_in_4bit"):
+        from transformers.utils import is_bitsandbytes_available
+
+        if not is_bitsandbytes_available():
+            raise bad(option, "load_in_4bit=true needs bitsandbytes and a CUDA GPU: pip install bitsandbytes")
     if "dtype" in out:
         if out["dtype"] not in DTYPES:
             raise bad(option, f"dtype={out['dtype']!r} is not one of {', '.join(DTYPES)}")

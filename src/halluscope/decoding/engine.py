@@ -97,6 +97,7 @@ def build_branches(adapter, branches: Sequence[Branch]) -> dict[str, torch.Tenso
     are processed once and repeated: every tensor a processor returns is indexed by row, image or
     image patch on its first axis, so repeating along it repeats rows, images and patches in order."""
     texts: list[str] = []
+    per_text: list[list[Image.Image]] = []  # each prompt's images (none for a prompt without the image)
     pil: list[Image.Image] = []
     owner: list[Branch] = []
     loaded: dict[int, Image.Image] = {}  # branches share images: read each file once
@@ -105,6 +106,7 @@ def build_branches(adapter, branches: Sequence[Branch]) -> dict[str, torch.Tenso
     for branch in branches[:1] if repeats else branches:
         if branch.images is None:
             texts += [adapter.prompt_text(p, image=False) for p in branch.prompts]
+            per_text += [[] for _ in branch.prompts]
             continue
         if len(branch.images) != len(branch.prompts):
             raise ValueError(f"a branch has {len(branch.images)} images for {len(branch.prompts)} prompts")
@@ -113,8 +115,9 @@ def build_branches(adapter, branches: Sequence[Branch]) -> dict[str, torch.Tenso
             if id(im) not in loaded:
                 loaded[id(im)] = load_image(im)
             pil.append(loaded[id(im)])
+            per_text.append([loaded[id(im)]])
         owner += [branch] * len(branch.images)
-    batch = dict(adapter.processor(images=pil or None, text=texts, padding=True, return_tensors="pt"))
+    batch = adapter.process(texts, per_text)
     if repeats and len(branches) > 1:
         batch = {k: torch.cat([v] * len(branches)) for k, v in batch.items()}
         pil, owner = pil * len(branches), [b for b in branches for _ in first.images or ()]
@@ -127,6 +130,11 @@ def build_branches(adapter, branches: Sequence[Branch]) -> dict[str, torch.Tenso
         for sl, im, branch in zip(rows, pil, owner):
             if branch.distort is not None:
                 pixels[sl] = branch.distort(pixels[sl], im, adapter)
+        if pixels.dim() >= 5:
+            # Processors that split images into tiles pad each row's tiles with all-zero images, which the model
+            # then skips (Idefics3 and SmolVLM find them by being zero): padding must stay zero.
+            padding = (batch["pixel_values"] == 0).flatten(-3).all(-1)
+            pixels[padding] = 0
         batch["pixel_values"] = pixels
     return adapter.to_device(batch)
 
@@ -180,13 +188,18 @@ def _advance(outputs, kwargs: dict[str, Any]) -> dict[str, Any]:
         kwargs["token_type_ids"] = torch.cat([tt, tt[:, -1:]], -1)
     if (mm := kwargs.get("mm_token_type_ids")) is not None:
         kwargs["mm_token_type_ids"] = torch.cat([mm, mm.new_zeros(mm.shape[0], 1)], -1)
+    if (cross := kwargs.get("cross_attention_mask")) is not None:
+        # Mllama: (rows, tokens, images, tiles); a new token sees the images the last one saw, as in its own search.
+        kwargs["cross_attention_mask"] = torch.cat([cross, cross[:, -1:]], 1)
     return kwargs
 
 
 # Model kwargs that follow the rows (batch axis first; position ids: the one before last).
-_PER_ROW = ("attention_mask", "position_ids", "token_type_ids", "mm_token_type_ids")
-# Model kwargs that only the prefill reads (the image inputs), left alone when rows go.
-_PREFILL_ONLY = {"image_grid_thw", "video_grid_thw"}
+_PER_ROW = ("attention_mask", "position_ids", "token_type_ids", "mm_token_type_ids", "cross_attention_mask")
+# Model kwargs that only the prefill reads (the image inputs; InstructBLIP's prompt embeddings, which hold its
+# query outputs; Mllama's tile layout, whose image states its cross-attention layers cache), left alone when rows go.
+_PREFILL_ONLY = {"image_grid_thw", "video_grid_thw", "batch_num_images", "inputs_embeds", "aspect_ratio_ids",
+                 "aspect_ratio_mask"}
 
 
 def _prunable(kwargs: dict[str, Any]) -> bool:
@@ -290,9 +303,12 @@ def decode(adapter, inputs: dict[str, torch.Tensor], n_branches: int, scores: Sc
         return tokens
 
     extra = {"min_new_tokens": min_new_tokens} if min_new_tokens else {}
+    # The model's own generation config, passed on: InstructBLIP's `generate` hands over to its language model's,
+    # which would otherwise read the language model's config instead.
     result.tokens = adapter.model.generate(
-        **inputs, custom_generate=loop, max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=pad,
-        use_cache=use_cache, **sampling.generate_kwargs(), **extra)
+        **inputs, custom_generate=loop, generation_config=adapter.model.generation_config,
+        max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=pad, use_cache=use_cache,
+        **sampling.generate_kwargs(), **extra)
     return result
 
 

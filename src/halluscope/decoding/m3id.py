@@ -82,6 +82,11 @@ class M3ID(BranchMethod):
 
     def branches(self, adapter, images, prompts):
         if self.config.no_image == "drop":
+            family = adapter.family
+            if not family.text_only_rows:
+                raise ValueError(
+                    f"M3ID with no_image='drop' needs the prompt without its image, but {family.name}'s processor "
+                    "puts image tokens in every prompt; use no_image='black' (the prompt on a black image)")
             return [Branch(prompts, images), Branch(prompts, None)]
 
         black = [Image.new("RGB", load_image(im).size) for im in images]

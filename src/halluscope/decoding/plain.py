@@ -22,7 +22,10 @@ class HFGenerate(DecodingMethod):
         if self.config.sample and self.config.seed is not None:
             torch.manual_seed(self.config.seed)
         extra = {"min_new_tokens": min_new_tokens} if min_new_tokens else {}
-        out = adapter.model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=1,
+        # The model's generation config passed on, as the engine does (InstructBLIP's `generate` would read its
+        # language model's instead).
+        out = adapter.model.generate(**inputs, generation_config=adapter.model.generation_config,
+                                     max_new_tokens=max_new_tokens, num_beams=1,
                                      pad_token_id=adapter.tokenizer.pad_token_id, **self.config.generate_kwargs(),
                                      **extra)
         return out[:, inputs["input_ids"].shape[1]:]

@@ -24,24 +24,55 @@ def is_builtin(path: str | Path) -> bool:
     return (Path(path) / MARKER).exists()
 
 
-def load_pretrained(name_or_path: str, device: str | None = None, dtype: Any = None,
+def quantization_config(load_in_4bit: bool, dtype: Any):
+    """bitsandbytes' 4-bit NF4 config (compute in `dtype`), or None; a one-line error where bitsandbytes is
+    missing."""
+    if not load_in_4bit:
+        return None
+    from transformers.utils import is_bitsandbytes_available
+
+    if not is_bitsandbytes_available():
+        raise ImportError("load_in_4bit=True needs bitsandbytes and a CUDA GPU: pip install bitsandbytes "
+                          "(or load in bfloat16 / float16 without it)")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+
+
+def load_pretrained(name_or_path: str, device: str | None = None, dtype: Any = None, *, device_map: Any = None,
+                    attn_implementation: str | None = None, revision: str | None = None,
+                    trust_remote_code: bool = False, load_in_4bit: bool = False,
                     **from_pretrained_kwargs: Any) -> tuple[Any, Any]:
     """(model, processor) of a VLM in a local folder or on the hub, with `AutoModelForImageTextToText`
     and `AutoProcessor`, on `device` (default: CUDA where there is one) in `dtype` (default: bf16 on
-    CUDA, fp32 on CPU). Errors say whether the folder or the hub failed, and what to do."""
+    CUDA, fp32 on CPU; "auto": the checkpoint's). Errors say whether the folder or the hub failed, and what to do.
+
+    `device_map` ("auto": across every GPU, then CPU) places the model with accelerate instead of on `device`,
+    for a model larger than one GPU; `load_in_4bit` loads it quantized with bitsandbytes (on the GPU, so also
+    without a move); `revision` picks a hub branch, tag or commit; `trust_remote_code` (off unless asked) runs
+    the checkpoint's own modelling code; `attn_implementation` is transformers' ("eager", "sdpa", ...)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype is None:
-        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        dtype = torch.bfloat16 if str(device).startswith("cuda") or device_map is not None else torch.float32
     kwargs = {"dtype": dtype, **from_pretrained_kwargs}
+    shared = {"trust_remote_code": trust_remote_code, **({"revision": revision} if revision else {})}
     if is_builtin(name_or_path):
         kwargs.setdefault("attn_implementation", "eager")  # faster than SDPA at its size on CPU
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    quantization = quantization_config(load_in_4bit, torch.bfloat16 if dtype == "auto" else dtype)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        kwargs.setdefault("device_map", {"": device})
     try:
-        processor = AutoProcessor.from_pretrained(name_or_path)
-        model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
+        processor = AutoProcessor.from_pretrained(name_or_path, **shared)
+        model = AutoModelForImageTextToText.from_pretrained(name_or_path, **shared, **kwargs)
     except (OSError, ValueError, AttributeError) as e:
         from transformers.utils import is_torchvision_available
 
@@ -57,6 +88,8 @@ def load_pretrained(name_or_path: str, device: str | None = None, dtype: Any = N
             "be offline or the id may be wrong. Download the model where there is network "
             f"(`huggingface-cli download {name_or_path} --local-dir DIR`) and pass the local folder DIR instead."
         ) from e
+    if "device_map" in kwargs:  # placed by accelerate (or bitsandbytes): moving it would undo that
+        return model, processor
     return model.to(device), processor
 
 
@@ -79,4 +112,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["MARKER", "YES_NO_SUFFIX", "VLMBase", "is_builtin", "load_image", "load_pretrained"]
+__all__ = ["MARKER", "YES_NO_SUFFIX", "VLMBase", "is_builtin", "load_image", "load_pretrained", "quantization_config"]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..images import ImageLike, load_image
+from .families import Family, family_of
 from .parts import find_part
 
 
@@ -29,6 +30,7 @@ class VLMBase:
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"  # generation appends on the right
         self.name = name
+        self.load_args: dict[str, Any] = {}  # how `halluscope.load_model` loaded it (dtype, device, options)
 
     # ------------------------------------------------------------------ parts
     @property
@@ -52,6 +54,11 @@ class VLMBase:
         return self.language_model.layers
 
     @property
+    def family(self) -> Family:
+        """How this family's prompts are built (`halluscope.models.families`)."""
+        return family_of(self.model.config)
+
+    @property
     def image_token_id(self) -> int:
         cfg = self.model.config
         token_id = getattr(cfg, "image_token_id", None)
@@ -63,10 +70,30 @@ class VLMBase:
 
     # ------------------------------------------------------------------ inputs
     def prompt_text(self, prompt: str, image: bool = True) -> str:
-        """The chat-templated user turn holding one image (or none) and `prompt`, ready for the answer."""
+        """The chat-templated user turn holding one image (or none) and `prompt`, ready for the answer.
+        Checkpoints without a chat template (PaliGemma, InstructBLIP) get the plain prompt, after the
+        processor's image placeholder where the family writes one in the text."""
+        if getattr(self.processor, "chat_template", None) is None:
+            placeholder = getattr(self.processor, "image_token", None) if image and self.family.image_in_text else None
+            return f"{placeholder}{prompt}" if isinstance(placeholder, str) else prompt
         content = [{"type": "image"}] if image else []
         messages = [{"role": "user", "content": [*content, {"type": "text", "text": prompt}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    def process(self, texts: Sequence[str], images: Sequence[Sequence[ImageLike]]) -> dict[str, Any]:
+        """The processor's tensors for prompts `texts`, each with its list of images (`images[i]`, empty for a
+        prompt without one), in one left-padded call. Images go per prompt: Gemma 3's, Mllama's and SmolVLM's
+        processors need it to tell which prompt an image belongs to, and the others accept it."""
+        if len(images) != len(texts):
+            raise ValueError(f"got {len(images)} image lists for {len(texts)} prompts; pass one list per prompt")
+        nested = [[load_image(im) for im in ims] for ims in images]
+        if any(not ims for ims in nested) and not self.family.text_only_rows:
+            raise ValueError(f"{self.family.name}'s processor puts image tokens in every prompt, so a prompt without "
+                             "an image cannot be batched with the others; give every prompt an image")
+        batch = self.processor(images=nested if any(nested) else None, text=list(texts), padding=True,
+                               return_tensors="pt")
+        # PaliGemma's processor also returns training labels: nothing here trains through it.
+        return align_padding({k: v for k, v in batch.items() if k != "labels"})
 
     def to_device(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """A processor's output ready for the model: its tensors on the model's device, floating ones in
@@ -78,15 +105,38 @@ class VLMBase:
     def build_inputs(self, images: Sequence[ImageLike], prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         if len(images) != len(prompts):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts; pass one prompt per image")
-        batch = self.processor(
-            images=[load_image(im) for im in images], text=[self.prompt_text(p) for p in prompts],
-            padding=True, return_tensors="pt",
-        )
-        return self.to_device(batch)
+        return self.to_device(self.process([self.prompt_text(p) for p in prompts], [[im] for im in images]))
 
     @torch.no_grad()
     def forward(self, images: Sequence[ImageLike], prompts: Sequence[str], **kwargs):
         return self.model(**self.build_inputs(images, prompts), **kwargs)
+
+
+# The per-token inputs that follow the prompt's tokens, and the Q-Former's (InstructBLIP).
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+QFORMER_INPUTS = ("qformer_input_ids", "qformer_attention_mask")
+
+
+def _move_padding(batch: dict[str, Any], keys: tuple[str, ...], mask_key: str, first: bool) -> dict[str, Any]:
+    mask = batch.get(mask_key)
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+        return batch
+    misplaced = mask[:, 1:] < mask[:, :-1] if first else mask[:, 1:] > mask[:, :-1]
+    if not misplaced.any():
+        return batch
+    # a stable sort on the mask (or its negation) moves the padding to one end, the tokens kept in their order
+    order = torch.sort(mask if first else -mask, dim=1, stable=True).indices
+    return {k: v.gather(1, order) if k in keys and isinstance(v, torch.Tensor) and v.shape == mask.shape else v
+            for k, v in batch.items()}
+
+
+def align_padding(batch: dict[str, Any]) -> dict[str, Any]:
+    """`batch` with each row the same sequence as alone: the prompt's padding at its start, the Q-Former's at
+    its end. InstructBLIP's processor pads the prompts, then puts the query tokens before the padding (a padded
+    row's prompt would sit further from its image than alone), and pads the Q-Former's text on the tokenizer's
+    side, though the Q-Former has absolute positions. A no-op for every other family's batches."""
+    batch = _move_padding(batch, TOKEN_INPUTS, "attention_mask", first=True)
+    return _move_padding(batch, QFORMER_INPUTS, "qformer_attention_mask", first=False)
 
 
 def __getattr__(name: str) -> Any:

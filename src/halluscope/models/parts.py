@@ -8,12 +8,17 @@ from typing import Any
 
 from torch import nn
 
-# The first path that exists wins; the paths cover LLaVA-style (`model.vision_tower`) and Qwen2-VL-style
-# (`model.visual`) layouts, before and after transformers moved the parts under `.model`.
+# The first path that exists wins; the paths cover LLaVA-style (`model.vision_tower`: LLaVA-1.5/NeXT/OneVision,
+# PaliGemma, Gemma 3), Qwen2-VL-style (`model.visual`), Idefics3-style (`model.vision_model`, `model.connector`,
+# `model.text_model`: SmolVLM too) and Mllama layouts, before and after transformers moved the parts under
+# `.model`, and InstructBLIP's, which keeps them at the top with a whole causal LM as `language_model` (its
+# decoder is `language_model.model`; its connector is the Q-Former, then a linear `language_projection`).
 PART_PATHS: dict[str, tuple[str, ...]] = {
-    "vision_tower": ("model.vision_tower", "model.visual", "vision_tower", "visual"),
-    "projector": ("model.multi_modal_projector", "model.visual.merger", "multi_modal_projector"),
-    "language_model": ("model.language_model", "language_model"),
+    "vision_tower": ("model.vision_tower", "model.visual", "model.vision_model", "vision_tower", "visual",
+                     "vision_model"),
+    "projector": ("model.multi_modal_projector", "model.visual.merger", "model.connector", "multi_modal_projector",
+                  "qformer"),
+    "language_model": ("model.language_model", "model.text_model", "language_model.model", "language_model"),
 }
 
 

@@ -16,6 +16,7 @@ own patch grid: (C, H, W) images are masked in patch_size squares, Qwen2-VL's fl
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -160,14 +161,30 @@ def _per_image(h: torch.Tensor, inputs: dict[str, torch.Tensor], k: int, tokens:
 
 
 def _resolve_tokens(requested: str, inputs: dict[str, torch.Tensor]) -> str:
-    # Towers that take flattened patches (Qwen2-VL) give a number of tokens that varies per image.
-    flattened = "image_grid_thw" in inputs
-    if requested == "position" and flattened:
-        raise ValueError("this vision tower takes flattened patches, a varying number per image, so it has no fixed "
-                         "token positions; use vision_tokens='mean' (or 'auto')")
+    # Towers that take flattened patches (Qwen2-VL) give a number of tokens that varies per image, and so do
+    # processors that split an image into a varying number of tiles (pixel_values (images, tiles, C, H, W) or
+    # deeper: LLaVA-NeXT, LLaVA-OneVision, Idefics3, SmolVLM, Mllama).
+    varying = "image_grid_thw" in inputs or inputs["pixel_values"].dim() >= 5
+    if requested == "position" and varying:
+        raise ValueError("this model's images give a varying number of vision tokens (flattened patches or tiles), "
+                         "so they have no fixed token positions; use vision_tokens='mean' (or 'auto')")
     if requested != "auto":
         return requested
-    return "mean" if flattened else "position"
+    return "mean" if varying else "position"
+
+
+def _encode_images(adapter, inputs: dict[str, torch.Tensor]) -> None:
+    """Run the vision tower on processed images (for the hooks recording its layers): through the model's
+    `get_image_features` where it takes the image inputs alone, else the tower itself with the inputs it
+    names (InstructBLIP's also wants the Q-Former's text; Mllama has no `get_image_features`)."""
+    inputs = adapter.to_device(inputs)
+    encode = getattr(adapter.model, "get_image_features", None)
+    if encode is not None and "qformer_input_ids" not in inspect.signature(encode).parameters:
+        encode(**inputs)
+        return
+    tower = adapter.vision_tower
+    names = inspect.signature(tower.forward).parameters
+    tower(**{k: v for k, v in inputs.items() if k in names})
 
 
 @torch.inference_mode()
@@ -183,7 +200,7 @@ def fit_vision(adapter, images: Sequence[ImageLike], config: FitConfig, progress
     diffs = []
     with record(list(layers)) as outputs:
         def states(inputs: dict[str, torch.Tensor], k: int) -> torch.Tensor:
-            adapter.model.get_image_features(**adapter.to_device(inputs))
+            _encode_images(adapter, inputs)
             return torch.stack([_per_image(h, inputs, k, tokens) for h in outputs], 1)  # (k, L, ...)
 
         for done, image in enumerate(images, 1):
@@ -218,10 +235,10 @@ def fit_text(adapter, demos: Sequence[Demo], config: FitConfig, progress: Progre
     with record(list(layers)) as outputs:
         for start in range(0, len(demos), config.batch_size):
             chunk = demos[start: start + config.batch_size]
-            images = [load_image(d.image) for d in chunk] * 2
+            images = [[load_image(d.image)] for d in chunk] * 2
             texts = [_continuation(adapter, config.prompt, d.caption) for d in chunk]
             texts += [_continuation(adapter, config.prompt, d.hallucinated) for d in chunk]
-            batch = adapter.processor(images=images, text=texts, padding=True, return_tensors="pt")
+            batch = adapter.process(texts, images)
             # Left padding: the last position is every sequence's last token.
             adapter.model(**adapter.to_device(batch), use_cache=False, logits_to_keep=1)
             last = torch.stack([h[:, -1].float() for h in outputs], 1)  # (2B, L, D)

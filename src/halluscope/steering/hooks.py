@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 SITES = ("layer", "mlp")
 _EPS = 1e-12
 # Where the encoder blocks of a vision tower live, by family; the first that exists wins.
-_VISION_LAYER_PATHS = ("vision_model.encoder.layers", "encoder.layers", "blocks", "layers", "vision_model.layers")
+# Mllama's tower is a local encoder (`transformer`) then a global one: VTI steers the local one, which sees the patches.
+_VISION_LAYER_PATHS = ("vision_model.encoder.layers", "encoder.layers", "blocks", "layers", "vision_model.layers",
+                       "transformer.layers")
 
 
 def _longest_module_list(root: nn.Module) -> nn.ModuleList | None:

@@ -21,7 +21,9 @@ def load_model(name_or_path: str = "tiny", device: str | None = None, dtype: Any
 
     `device` defaults to CUDA where there is one, `dtype` to bf16 there and fp32 on CPU. The built-in
     model is asked plain questions; other models get LLaVA-1.5's yes/no suffix unless `yes_no_suffix`
-    says otherwise."""
+    says otherwise. Loading options (`device_map`, `attn_implementation`, `revision`, `trust_remote_code`,
+    `load_in_4bit`, any other `from_pretrained` argument) go to `models.load_pretrained`; the adapter's
+    `load_args` records them with the dtype and device they resolved to."""
     if name_or_path == "tiny":
         from .tiny import tiny_model_path
 
@@ -29,7 +31,15 @@ def load_model(name_or_path: str = "tiny", device: str | None = None, dtype: Any
     model, processor = load_pretrained(name_or_path, device=device, dtype=dtype, **from_pretrained_kwargs)
     if yes_no_suffix is None:
         yes_no_suffix = "" if is_builtin(name_or_path) else YES_NO_SUFFIX
-    return VLMAdapter(model, processor, name=name_or_path, yes_no_suffix=yes_no_suffix)
+    adapter = VLMAdapter(model, processor, name=name_or_path, yes_no_suffix=yes_no_suffix)
+    # How it was loaded, for a results file: the options asked for, and what they resolved to.
+    adapter.load_args = {
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."), "device": str(adapter.device),
+        **{k: v if isinstance(v, str | bool | int | float | type(None)) else str(v)
+           for k, v in from_pretrained_kwargs.items()},
+        "trust_remote_code": bool(from_pretrained_kwargs.get("trust_remote_code", False)),
+    }
+    return adapter
 
 
 def __getattr__(name: str) -> Any:
