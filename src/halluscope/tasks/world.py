@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import metrics
 from ..world import CAPTION_PROMPTS, CLASSES, PLURALS, World
+from ..world.claims import CLAIM_KINDS, caption_claims, parse_claims
 from .base import Request, TaskBase, generate, yes_no
 
 
@@ -61,6 +62,36 @@ CHAIR_FROM_SUMS = {  # column sums (B, 6) -> metric (B,), as metrics.chair_vocab
     "chair_i": lambda s: metrics.ratio(s[:, 2], s[:, 3]),
     "recall": lambda s: metrics.ratio(s[:, 4], s[:, 5]),
 }
+
+
+CLAIM_KEYS = (*CLAIM_KINDS, "all")
+
+
+def claim_counts(records: Sequence[dict]) -> np.ndarray:
+    """(n, 2 * 5 + 4) rows of world-CHAIR records with their claims: (false, claims) of each of
+    `CLAIM_KEYS` (object, attribute, count, relation, all), then the scene's classes named, the
+    scene's classes, whether the caption repeats a class phrase, and 1."""
+    rows = []
+    for r in records:
+        row = []
+        for kind in CLAIM_KEYS:
+            mine = [c for c in r["claims"] if kind == "all" or c["kind"] == kind]
+            row += [sum(not c["true"] for c in mine), len(mine)]
+        named = {c["class"] for c in r["claims"] if c["kind"] == "object" and c["true"]}
+        row += [len(named & set(r["objects"])), len(set(r["objects"])), bool(r["repeats_phrase"]), 1]
+        rows.append(row)
+    return np.array(rows, dtype=float).reshape(-1, 2 * len(CLAIM_KEYS) + 4)
+
+
+def _share(num: int, den: int):
+    return lambda s: metrics.ratio(s[:, num], s[:, den])
+
+
+# column sums (B, 14) -> metric (B,): the share of false claims of each kind, then coverage and the
+# share of captions that repeat a class phrase
+_COV = 2 * len(CLAIM_KEYS)
+CLAIMS_FROM_SUMS = {k: _share(2 * i, 2 * i + 1) for i, k in enumerate(CLAIM_KEYS)}
+CAPTION_FROM_SUMS = {"coverage": _share(_COV, _COV + 1), "repeats_phrase": _share(_COV + 2, _COV + 3)}
 
 
 def metric_of(counts: np.ndarray, fn) -> float:
@@ -117,7 +148,9 @@ class WorldPOPE(TaskBase):
 
 @dataclass
 class WorldCHAIR(TaskBase):
-    """CHAIR on captions of the world's test images, overall and on ordinary vs bias-breaking ones."""
+    """CHAIR on captions of the world's test images, overall and on ordinary vs bias-breaking ones, and
+    every claim of each caption (object, attribute, count, relation) judged against the scene
+    (`world.claims`): `metrics["claims"]` is the share of false claims of each kind."""
 
     world: World
     n_images: int = 1000
@@ -130,16 +163,31 @@ class WorldCHAIR(TaskBase):
 
     def samples(self) -> list[dict[str, Any]]:
         return [{"id": s.image_id, "image": s.image, "objects": s.truth.classes,
-                 "breaks_bias": s.truth.breaks_bias} for s in self.world.sample("test", self.n_images)]
+                 "breaks_bias": s.truth.breaks_bias, "scene": s.truth}
+                for s in self.world.sample("test", self.n_images)]
 
     def request(self, sample: dict[str, Any]) -> Request:
         return generate(CAPTION_PROMPTS[self.style], self.max_new_tokens)
 
     def record(self, sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-        return {"id": sample["id"], "caption": answer["text"], "objects": sample["objects"],
-                "breaks_bias": sample["breaks_bias"]}
+        caption = answer["text"]
+        claims = caption_claims(caption, sample["scene"], self.world.config)
+        return {"id": sample["id"], "caption": caption, "objects": sample["objects"],
+                "breaks_bias": sample["breaks_bias"], "claims": [c.to_dict() for c in claims],
+                "repeats_phrase": any(c.kind == "count" and c.repeat for c in parse_claims(caption).claims)}
+
+    def _with_claims(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Records as `record` writes them; older lines without claims get them from their scene."""
+        out = []
+        for r in records:
+            if "claims" not in r:
+                split, _, index = r["id"].partition("-")
+                r = self.record({**r, "scene": self.world.scene(split, int(index))}, {"text": r["caption"]})
+            out.append(r)
+        return out
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        records = self._with_claims(records)
         out = _chair(records)
         counts = chair_counts(records, out.pop("per_sample"))  # one record per image
         out["ci95"] = {k: list(metrics.bootstrap_sums_ci(counts, CHAIR_FROM_SUMS[k])) for k in ("chair_s", "chair_i")}
@@ -150,4 +198,40 @@ class WorldCHAIR(TaskBase):
         }
         out["subsets"] = {name: {k: _with_ci(counts[np.array(mask)], CHAIR_FROM_SUMS[k]) for k in CHAIR_FROM_SUMS}
                           for name, mask in subsets.items() if any(mask)}
+        out |= claim_metrics(records)
+        out["claims_subsets"] = {name: claim_metrics([r for r, m in zip(records, mask) if m])["claims"]
+                                 for name, mask in subsets.items() if any(mask)}
         return out
+
+
+def claim_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """From world-CHAIR records with claims: `claims` (kind -> share of false claims, its 95 % CI
+    resampling images, the number of claims and of false ones), `coverage` (the share of the scene's
+    classes the caption names), `repeats_phrase` (the share of captions naming a class in two phrases),
+    `claims_bias` (per kind, the share of false claims among those about a bias-breaking item and among
+    the others) and `false_reasons` (per kind, how many false claims had each reason)."""
+    counts = claim_counts(records)
+    claims = {}
+    for i, k in enumerate(CLAIM_KEYS):
+        claims[k] = {**_with_ci(counts, CLAIMS_FROM_SUMS[k]), "n": int(counts[:, 2 * i + 1].sum()),
+                     "n_false": int(counts[:, 2 * i].sum())}
+    out: dict[str, Any] = {"claims": claims}
+    for k, fn in CAPTION_FROM_SUMS.items():
+        out[k] = _with_ci(counts, fn)
+    bias: dict[str, Any] = {}
+    reasons: dict[str, dict[str, int]] = {}
+    for kind in CLAIM_KINDS:
+        for group, about in (("breaking", True), ("conforming", False)):
+            rows = [[sum(not c["true"] for c in r["claims"] if c["kind"] == kind and c["breaks_bias"] == about),
+                     sum(c["kind"] == kind and c["breaks_bias"] == about for c in r["claims"])] for r in records]
+            rows = np.array(rows, dtype=float).reshape(-1, 2)
+            if rows[:, 1].sum():
+                entry = _with_ci(rows, _share(0, 1))
+                bias.setdefault(kind, {})[group] = entry | {"n": int(rows[:, 1].sum())}
+        for r in records:
+            for c in r["claims"]:
+                if c["kind"] == kind and not c["true"]:
+                    reason = c.get("reason", "wrong")
+                    reasons.setdefault(kind, {})[reason] = reasons.get(kind, {}).get(reason, 0) + 1
+    out["claims_bias"], out["false_reasons"] = bias, reasons
+    return out
