@@ -1,4 +1,5 @@
-"""The world's versions of POPE and CHAIR, scored against exact ground truth.
+"""The world's versions of POPE, CHAIR (with every claim of a caption judged) and AMBER-style questions of
+every kind (world-qa), scored against exact ground truth.
 
 Each is a task (see `base.py`): `samples()` lists what to run (each with an `id`), `request()` says
 what to ask the model, `record()` keeps the answer, `score()` turns the finished records into metrics.
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import metrics
-from ..world import CAPTION_PROMPTS, CLASSES, PLURALS, World
+from ..world import CAPTION_PROMPTS, CLASSES, COLORS, NUMBERS, PLURALS, QA_KINDS, World, tokenize_words
 from ..world.claims import CLAIM_KINDS, caption_claims, parse_claims
 from .base import Request, TaskBase, generate, yes_no
 
@@ -235,3 +236,131 @@ def claim_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
                     reasons.setdefault(kind, {})[reason] = reasons.get(kind, {}).get(reason, 0) + 1
     out["claims_bias"], out["false_reasons"] = bias, reasons
     return out
+
+
+# ---------------------------------------------------------------------------- world-qa
+def qa_counts(records: Sequence[dict]) -> np.ndarray:
+    """(n, 8) rows of world-qa records: tp, fp, tn, fn (yes/no questions; 0 for open ones), 1, wrong and
+    the prior's answer, wrong, correct."""
+    rows = []
+    for r in records:
+        ok = r["prediction"] == r["label"]
+        if r["form"] == "yes_no":
+            yes, pos = r["prediction"] == "yes", r["label"] == "yes"
+            conf = [yes and pos, yes and not pos, not yes and not pos, not yes and pos]
+        else:
+            conf = [0, 0, 0, 0]
+        prior = r.get("prior")
+        rows.append([*conf, 1, not ok and prior is not None and r["prediction"] == prior, not ok, ok])
+    return np.array(rows, dtype=float).reshape(-1, 8)
+
+
+QA_FROM_SUMS = {  # column sums (B, 8) -> metric (B,)
+    "accuracy": _share(7, 4),
+    "precision": lambda s: metrics.ratio(s[:, 0], s[:, 0] + s[:, 1]),
+    "recall": lambda s: metrics.ratio(s[:, 0], s[:, 0] + s[:, 3]),
+    "f1": lambda s: metrics.ratio(2 * s[:, 0], 2 * s[:, 0] + s[:, 1] + s[:, 3]),
+    "yes_ratio": lambda s: metrics.ratio(s[:, 0] + s[:, 1], s[:, 4]),
+    "prior_share": _share(5, 6),
+}
+YES_NO_KEYS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "prior_share")
+OPEN_KEYS = ("accuracy", "prior_share")
+QA_SUBSETS = ("conforming", "breaking", "prior_conforming")
+
+
+def _subset(records: Sequence[dict], name: str) -> list[dict]:
+    if name == "breaking":
+        return [r for r in records if r["breaks"]]
+    if name == "conforming":
+        return [r for r in records if not r["breaks"]]
+    return [r for r in records if not r["breaks"] and r.get("prior") is not None]
+
+
+def qa_metrics(records: Sequence[dict], keys: Sequence[str]) -> dict[str, Any]:
+    """`keys` of `QA_FROM_SUMS` over `records`, each with its 95 % CI resampling images, and `n` (questions)
+    and `n_wrong`."""
+    by_image: dict[str, list[dict]] = {}
+    for r in records:
+        by_image.setdefault(r["image_id"], []).append(r)
+    counts = np.stack([qa_counts(g).sum(0) for g in by_image.values()]) if by_image else np.zeros((0, 8))
+    out: dict[str, Any] = {k: metric_of(counts, QA_FROM_SUMS[k]) if len(counts) else 0.0 for k in keys}
+    out["ci95"] = {k: list(metrics.bootstrap_sums_ci(counts, QA_FROM_SUMS[k])) for k in keys}
+    out["n"], out["n_wrong"] = len(records), int(counts[:, 6].sum()) if len(counts) else 0
+    return out
+
+
+def _error_ratio(subsets: dict[str, Any]) -> float | None:
+    """Error rate on bias-breaking items over the rate on conforming ones (None where either is missing)."""
+    if "breaking" not in subsets or "conforming" not in subsets:
+        return None
+    err_b, err_c = 1 - subsets["breaking"]["accuracy"], 1 - subsets["conforming"]["accuracy"]
+    return err_b / err_c if err_c else (float("inf") if err_b else None)
+
+
+def parse_open_answer(kind: str, text: str) -> str:
+    """The first colour word (attribute) or number word (count; digits read as words) of an answer,
+    or "" where it has none."""
+    words = tokenize_words(text)
+    if kind == "count":
+        words = [NUMBERS[int(w)] if w.isdigit() and int(w) < len(NUMBERS) else w for w in words]
+    options = COLORS if kind == "attribute" else NUMBERS
+    return next((w for w in words if w in options), "")
+
+
+@dataclass
+class WorldQA(TaskBase):
+    """AMBER-style discriminative questions of one kind on the world's test images (`World.qa`): balanced
+    yes/no questions per image, plus an open question for colour and count; scored overall and on
+    conforming vs bias-breaking items, with the share of wrong answers that are the prior's."""
+
+    world: World
+    kind: str = "existence"
+    n_images: int = 500
+    mode: str = "score"  # yes/no questions: "score" (yes vs no log-probability) or "generate"
+    max_new_tokens: int = 4  # open questions: a colour or number word
+
+    def __post_init__(self) -> None:
+        if self.kind not in QA_KINDS:
+            raise ValueError(f"WorldQA.kind={self.kind!r} is invalid: use one of {', '.join(QA_KINDS)}")
+
+    @property
+    def name(self) -> str:
+        return f"world-qa:{self.kind}"
+
+    def samples(self) -> list[dict[str, Any]]:
+        return [dict(q, id=q["question_id"]) for q in self.world.qa(self.kind, self.n_images)]
+
+    def request(self, sample: dict[str, Any]) -> Request:
+        if sample["form"] == "yes_no":
+            return yes_no(sample["text"], self.mode)
+        return generate(sample["text"], self.max_new_tokens)
+
+    def record(self, sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        keep = ("id", "question_id", "image_id", "kind", "form", "text", "label", "prior", "breaks", "object",
+                "other", "value", "breaks_bias")
+        out = {k: sample[k] for k in keep if k in sample}
+        if sample["form"] == "open":
+            return out | {"prediction": parse_open_answer(self.kind, answer["text"]), "raw": answer["text"]}
+        return out | answer
+
+    def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        # yes/no predictions read by POPE's official parser, as world-pope reads them
+        records = [r | {"prediction": metrics.parse_yes_no(r["prediction"])} if r["form"] == "yes_no" else r
+                   for r in sorted(records, key=lambda r: r["question_id"])]
+        out: dict[str, Any] = {}
+        for form, keys in (("yes_no", YES_NO_KEYS), ("open", OPEN_KEYS)):
+            mine = [r for r in records if r["form"] == form]
+            if not mine:
+                continue
+            m = qa_metrics(mine, keys)
+            m["subsets"] = {s: qa_metrics(sub, keys) for s in QA_SUBSETS if (sub := _subset(mine, s))}
+            m["breaking_error_ratio"] = _error_ratio(m["subsets"])
+            out[form] = m
+        # the yes/no figures at the top level too (lmms-eval's summary keeps scalars)
+        for k in YES_NO_KEYS:
+            if "yes_no" in out:
+                out[k] = out["yes_no"][k]
+        if "open" in out:
+            out["open_accuracy"] = out["open"]["accuracy"]
+        out["n"] = len(records)
+        return out

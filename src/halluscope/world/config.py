@@ -113,6 +113,22 @@ class WorldConfig(Config):
             if cls not in CLASSES or color not in COLORS:
                 self.fail("color_priors", f"map classes {CLASSES} to colours {tuple(COLORS)}")
 
+    def usual_color(self, cls: str) -> str | None:
+        """The colour the world's prior gives `cls`, or None when it has none."""
+        return self.color_priors.get(cls)
+
+    def usual_count(self, cls: str) -> int | None:
+        """The number of objects the world's prior gives `cls`, or None when it has none."""
+        return None
+
+    def usual_relation(self, a: str, b: str) -> str | None:
+        """Where the world's prior puts `a` relative to `b` (one of `scene.RELATIONS`), or None."""
+        return None
+
+    def spatial_pairs(self) -> list[tuple[str, str]]:
+        """(a, b) of every spatial prior, in its order."""
+        return []
+
     def partners(self) -> dict[str, str]:
         """class -> its co-occurrence partner, both ways."""
         out: dict[str, str] = {}
