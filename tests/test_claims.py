@@ -156,3 +156,18 @@ def test_old_records_without_claims_are_scored_from_their_scene(chair_records):
     task, records = chair_records
     old = [{k: r[k] for k in ("id", "caption", "objects", "breaks_bias")} for r in records]
     assert task.score(old) == task.score(records)
+
+
+def test_count_and_side_priors_mark_claims():
+    world = World()
+    scene = Scene("test-000002", "test", 2, "street", [
+        obj("lamp", "red", 0, 0), obj("car", "blue", 1, 3), obj("bus", "yellow", 1, 0)], 0.0,
+        breaks_bias=["count:lamp", "side:car"])
+    claims = caption_claims("the image shows two lamps, a car and a bus. the car is left of the bus. "
+                            "the bus is left of the car.", scene, world.config)
+    lamp = next(c for c in claims if c.kind == "count" and c.cls == "lamp")
+    assert not lamp.true and lamp.prior and lamp.breaks_bias  # the usual two, where there is one
+    rel = [c for c in claims if c.kind == "relation"]
+    assert [(c.true, c.prior, c.breaks_bias) for c in rel] == [(False, True, True), (True, False, True)]
+    car = next(c for c in claims if c.kind == "count" and c.cls == "car")
+    assert car.true and car.prior is None and not car.breaks_bias

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from halluscope import metrics
+from halluscope import World, metrics
 from halluscope.runner import read_jsonl, run_benchmark
 from halluscope.tasks import TASKS, make_task, task_names
 from halluscope.tasks.world import WorldQA, parse_open_answer
@@ -73,6 +73,28 @@ def test_breaking_items_are_asked_about_the_prior(world, questions):
         if q["breaks"]:
             assert q["label"] == "no" and q["prior"] == "yes" and q["object"] in partners
     assert any(q["breaks"] for q in questions["existence"])
+    # count: a class without its usual number; the false question asks the usual number
+    breaking = [q for q in questions["count"] if q["breaks"]]
+    assert breaking and all(q["object"] in world.config.count_priors for q in breaking)
+    for q in breaking:
+        if q["form"] == "yes_no" and q["label"] == "no":
+            assert q["value"] == world.config.count_priors[q["object"]] and q["prior"] == "yes"
+    # relation: a pair off its usual sides, asked in the prior's order; the false question asks the usual side
+    breaking = [q for q in questions["relation"] if q["breaks"]]
+    assert breaking
+    for q in breaking:
+        usual = world.config.usual_relation(q["object"], q["other"])
+        assert (q["object"], usual, q["other"]) in world.config.spatial_priors
+        if q["label"] == "no":
+            assert q["value"] == usual and q["prior"] == "yes"
+        else:
+            assert q["value"] != usual and q["prior"] == "no"
+    conforming = [q for q in questions["relation"] if not q["breaks"] and q["prior"] is not None]
+    assert conforming and all(q["prior"] == q["label"] for q in conforming)
+    # a world without priors has no bias-breaking items and no prior answers
+    bare = World(color_priors={}, spatial_priors=(), count_priors={}, cooccurrence_pairs=())
+    for kind in QA_KINDS:
+        assert not any(q["breaks"] or q["prior"] for q in bare.qa(kind, n_images=20))
     # deterministic
     assert [q["text"] for q in world.qa("count", n_images=80)] == [q["text"] for q in questions["count"]]
 

@@ -9,9 +9,12 @@ The bias knobs (`WorldConfig`) reproduce the reasons real VLMs hallucinate:
 - co-occurrence pairs (a fork usually comes with a knife) and scene types (kitchen, street...),
   which teach the language model to expect objects that are not there;
 - attribute priors (a tree is usually green), which teach it to say the usual colour;
+- spatial priors (a fork is usually left of its knife) and count priors (lamps usually come in twos),
+  which teach it the usual side and number;
 - a yes-bias in the training answers;
 - visual uncertainty (small, faint, half-hidden objects, pixel noise), where priors win over pixels.
-Test images can break the biases on purpose (a fork without its knife, a blue tree).
+Test images can break the biases on purpose (a fork without its knife, a blue tree, a fork right of its
+knife, a lone lamp).
 
 Modules: `config` (geometry and knobs), `scene` (ground truth and its sampling), `render` (pixels),
 `language` (the caption and question grammar, and its reader), `claims` (what a caption asserts, judged),

@@ -221,8 +221,12 @@ def judge(claims: list[Claim], scene: Scene, config: WorldConfig | None = None) 
                 c.prior = c.value == color_priors[c.cls]
         elif c.kind == "count":
             c.true = c.value == counts[c.cls]
+            if config is not None and config.usual_count(c.cls) is not None:
+                c.prior = c.value == config.usual_count(c.cls)
         elif c.kind == "relation":
             rel, other = c.value
+            if config is not None and config.usual_relation(c.cls, other) is not None:
+                c.prior = rel == config.usual_relation(c.cls, other)
             if c.cls == other:
                 c.true, c.reason = False, "self"
             elif not present or other not in counts:
@@ -241,7 +245,8 @@ def judge(claims: list[Claim], scene: Scene, config: WorldConfig | None = None) 
 def about_broken_bias(claim: Claim, breaks_bias: list[str], config: WorldConfig | None = None) -> bool:
     """Whether `claim` is about what the image's `breaks_bias` tags broke: an object claim naming the
     absent partner of a lone pair member ("lone:X"), a colour claim about the class in an unusual
-    colour ("color:X")."""
+    colour ("color:X"), a count claim about a class without its usual number ("count:X"), a relation
+    claim between the pair placed off its usual sides ("side:X", X and its spatial prior's partner)."""
     partners = config.partners() if config is not None else {}
     for tag in breaks_bias:
         kind, _, cls = tag.partition(":")
@@ -249,6 +254,12 @@ def about_broken_bias(claim: Claim, breaks_bias: list[str], config: WorldConfig 
             return True
         if kind == "color" and claim.kind == "attribute" and claim.attribute == "color" and claim.cls == cls:
             return True
+        if kind == "count" and claim.kind == "count" and claim.cls == cls:
+            return True
+        if kind == "side" and claim.kind == "relation" and config is not None:
+            pair = {claim.cls, claim.value[1]}
+            if any(pair == {a, b} and cls == a for a, b in config.spatial_pairs()):
+                return True
     return False
 
 
