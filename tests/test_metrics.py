@@ -419,7 +419,7 @@ def test_world_scores_bootstrap_as_rescoring_every_resample_would():
 
     vocab = world_vocabulary()
     words = sorted(vocab) + ["the", "table", "and"]
-    caps = [{"id": i, "caption": " ".join(rng.choice(words, size=int(rng.integers(0, 9)))),
+    caps = [{"id": f"test-{i:06d}", "caption": " ".join(rng.choice(words, size=int(rng.integers(0, 9)))),
              "objects": sorted(set(rng.choice(sorted(set(vocab.values())), size=3))),
              "breaks_bias": ["lone:fork"] if i % 3 == 0 else []} for i in range(40)]
     out = WorldCHAIR(world, n_images=40).score(caps)

@@ -5,7 +5,7 @@ import pytest
 
 from halluscope import World
 from halluscope.world import (
-    CLASSES, COLORS, GRID, IMAGE_SIZE, NUMBERS, PLURALS, POPE_TEMPLATE, WorldConfig, tokenize_words,
+    CLASSES, COLORS, GRID, IMAGE_SIZE, NUMBERS, PLURALS, POPE_TEMPLATE, WorldConfig, relation, tokenize_words,
 )
 
 
@@ -135,14 +135,23 @@ def test_bias_breaking_test_images(world):
     breaking = [s for s in scenes if s.breaks_bias]
     assert 0.35 < len(breaking) / len(scenes) < 0.65
     assert not any(world.scene("train", i).breaks_bias for i in range(200))
+    kinds = set()
     for s in breaking:
         for reason in s.breaks_bias:
             kind, cls = reason.split(":")
+            kinds.add(kind)
             if kind == "lone":
                 assert cls in s.classes and partners[cls] not in s.classes
-            else:
+            elif kind == "color":
                 usual = world.config.color_priors[cls]  # only classes with a usual colour can break it
                 assert all(o.color != usual for o in s.objects if o.cls == cls)
+            elif kind == "count":
+                assert s.counts()[cls] != world.config.count_priors[cls]
+            else:
+                ((a, rel, b),) = [p for p in world.config.spatial_priors if p[0] == cls]
+                (oa,), (ob,) = [o for o in s.objects if o.cls == a], [o for o in s.objects if o.cls == b]
+                assert relation(oa, ob) != rel
+    assert kinds == {"lone", "color", "count", "side"}
 
 
 def test_knobs_carry_their_help():
@@ -165,6 +174,22 @@ def test_invalid_knobs_fail_with_a_fix():
         World(cooccurence_strength=0.5)
     with pytest.raises(ValueError, match="cooccurrence_pairs"):
         World(cooccurrence_pairs=[("fork", "spoon")])
+    with pytest.raises(ValueError, match="spatial_priors.*relation from"):
+        World(spatial_priors=[("fork", "beside", "knife")])
+    with pytest.raises(ValueError, match="spatial_priors.*two different classes"):
+        World(spatial_priors=[("fork", "left of", "fork")])
+    with pytest.raises(ValueError, match="spatial_priors.*two priors; keep one"):
+        World(spatial_priors=[("fork", "left of", "knife"), ("knife", "above", "fork")])
+    with pytest.raises(ValueError, match="count_priors.*from 2 to 5"):
+        World(count_priors={"lamp": 1})
+    with pytest.raises(ValueError, match="count_priors.*map classes"):
+        World(count_priors={"spoon": 2})
+    with pytest.raises(ValueError, match="spatial_prior_strength.*probability"):
+        World(spatial_prior_strength=1.1)
+    with pytest.raises(ValueError, match="count_prior_strength.*probability"):
+        World(count_prior_strength=-0.1)
+    # knobs from the command line arrive as lists
+    assert World(spatial_priors=[["cup", "above", "plate"]]).config.spatial_priors == (("cup", "above", "plate"),)
 
 
 @pytest.mark.parametrize("split", ["random", "popular", "adversarial"])
@@ -215,3 +240,65 @@ def test_pope_negative_strategies(world):
                 total += 1
                 hits += neg["object"] == partners[pos["object"]]
     assert total > 5 and hits == total  # the absent partner is always the first adversarial pick
+
+
+# sha256 (first 16 hex digits) of the JSON of scenes 0..299 of each split, drawn by the sampler before the
+# count and spatial priors existed: a world without them must draw exactly those scenes.
+SCENES_BEFORE_THE_NEW_PRIORS = {"train": "60b6b4a121a21df0", "val": "eb2928289be11eec", "test": "dd5646fe1608b1d1"}
+
+
+def test_a_world_without_count_and_spatial_priors_draws_the_scenes_it_drew_before():
+    import hashlib
+    import json
+
+    w = World(spatial_priors=(), count_priors={})
+    for split, digest in SCENES_BEFORE_THE_NEW_PRIORS.items():
+        h = hashlib.sha256()
+        for i in range(300):
+            h.update(json.dumps(w.scene(split, i).to_dict(), sort_keys=True).encode())
+        assert h.hexdigest()[:16] == digest, split
+
+
+def test_with_the_priors_training_scenes_keep_their_objects_where_no_count_prior_is_present(world):
+    bare = World(spatial_priors=(), count_priors={})
+    for i in range(300):
+        a, b = bare.scene("train", i), world.scene("train", i)
+        if not set(a.classes) & set(world.config.count_priors):
+            # the spatial priors only move objects: same classes, colours and sizes
+            assert [(o.cls, o.color, o.size) for o in a.objects] == [(o.cls, o.color, o.size) for o in b.objects]
+
+
+def _usual_side_share(w, n=1500):
+    hits = total = 0
+    for i in range(n):
+        s = w.scene("train", i)
+        counts = s.counts()
+        for a, rel, b in w.config.spatial_priors:
+            if counts.get(a) == 1 and counts.get(b) == 1:
+                (oa,), (ob,) = [o for o in s.objects if o.cls == a], [o for o in s.objects if o.cls == b]
+                total += 1
+                hits += relation(oa, ob) == rel
+    return hits / total
+
+
+def _usual_count_share(w, n=1500):
+    counts = [(c, s.counts()[c]) for i in range(n) for s in [w.scene("train", i)] for c in w.config.count_priors
+              if c in s.counts()]
+    return sum(k == w.config.count_priors[c] for c, k in counts) / len(counts)
+
+
+def test_spatial_prior_knob_controls_the_usual_side():
+    strong, off = _usual_side_share(World()), _usual_side_share(World(spatial_prior_strength=0.0))
+    assert strong > 0.8 and off < 0.35  # at random a pair is on one given side about a quarter of the time
+    assert _usual_side_share(World(spatial_prior_strength=1.0)) > 0.95
+
+
+def test_count_prior_knob_controls_the_usual_number():
+    strong, off = _usual_count_share(World()), _usual_count_share(World(count_prior_strength=0.0))
+    assert strong > 0.75 and off < 0.25  # without it, two only by duplicate_prob's chance
+    w = World(count_priors={"lamp": 3}, count_prior_strength=1.0)
+    lamps = [w.scene("train", i).counts().get("lamp") for i in range(600)]
+    assert sum(n == 3 for n in lamps if n) / sum(1 for n in lamps if n) > 0.6  # room permitting
+    for min_objects in (3, 5):  # the room kept for the usual number never leaves an image too empty
+        w = World(min_objects=min_objects, max_objects=5)
+        assert min(len(w.scene(split, i).objects) for split in ("train", "test") for i in range(200)) >= min_objects

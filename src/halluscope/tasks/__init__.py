@@ -1,6 +1,7 @@
 """Tasks: the world's (exact ground truth) and the published benchmarks on real images.
 
     make_task("world-pope:adversarial")                  # or "pope_adv", lmms-eval's name for "pope:adversarial"
+    make_task("world-qa:relation")                       # yes/no questions of one kind, AMBER-style
     make_task("chair", images="val2014", data="annotations")
 
 A task is named `family` or `family:subset`; `TASKS` maps each family to its subsets and the function
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import metrics
-from ..world import POPE_SPLITS, World
+from ..world import POPE_SPLITS, QA_KINDS, World
 from .base import YES_NO_MODES, Request, Task, TaskBase, answer, generate, yes_no
 from .real import AMBER, AMBER_QUERIES, CHAIR, MME, POPE, POPE_FILES
-from .world import WorldCHAIR, WorldPOPE
+from .world import WorldCHAIR, WorldPOPE, WorldQA
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ TASKS: dict[str, TaskSpec] = {
     "world-chair": TaskSpec(
         lambda sub, *, world, n_images, **_: WorldCHAIR(world or World(), n_images=n_images),
         help="CHAIR on captions of the world's test images, ordinary vs bias-breaking"),
+    "world-qa": TaskSpec(
+        lambda sub, *, world, n_images, pope_mode, **_: WorldQA(world or World(), sub, n_images=n_images,
+                                                                mode=pope_mode),
+        QA_KINDS, help="AMBER-style yes/no (and open colour and count) questions of one kind on the world's test "
+                       "images, conforming vs bias-breaking items"),
     "pope": TaskSpec(
         lambda sub, *, images, data, pope_mode, **_: POPE(sub, images=images, questions=data, mode=pope_mode),
         tuple(POPE_FILES), help="POPE on COCO val2014 (--images; packaged questions, or --data FILE)"),
@@ -118,4 +124,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ALIASES", "AMBER", "CHAIR", "MME", "POPE", "TASKS", "YES_NO_MODES", "Request", "Task", "TaskBase",
-           "TaskSpec", "WorldCHAIR", "WorldPOPE", "answer", "generate", "make_task", "resolve", "task_names", "yes_no"]
+           "TaskSpec", "WorldCHAIR", "WorldPOPE",
+           "WorldQA", "answer", "generate", "make_task", "resolve", "task_names", "yes_no"]

@@ -8,6 +8,12 @@ from dataclasses import dataclass, field
 from ..config import Config
 from .glyphs import CLASSES, COLORS
 
+# Where one object can be relative to another (`scene.relation`), and each relation's inverse.
+RELATIONS = ("left of", "right of", "above", "below")
+INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+# The largest number a caption or a count prior can say ("five").
+MAX_COUNT = 5
+
 # An image is a GRID x GRID grid of CELL px cells; each object sits inside one cell, so it falls
 # inside one vision patch of the built-in model.
 IMAGE_SIZE = 64
@@ -36,9 +42,21 @@ DEFAULT_COLOR_PRIORS: dict[str, str] = {
     "book": "purple",
 }
 
+# A is usually REL B: the fork left of its knife (as laid on a table), the cup above its plate (on it, seen
+# from the side), the car left of the bus, the dog left of its ball.
+DEFAULT_SPATIAL_PRIORS: tuple[tuple[str, str, str], ...] = (
+    ("fork", "left of", "knife"),
+    ("cup", "above", "plate"),
+    ("car", "left of", "bus"),
+    ("dog", "left of", "ball"),
+)
+# Classes that usually come in twos: one per scene type whose members are not all in pairs.
+DEFAULT_COUNT_PRIORS: dict[str, int] = {"lamp": 2, "bench": 2, "clock": 2}
+
 _PROBABILITIES = (
-    "scene_strength", "cooccurrence_strength", "color_prior_strength", "duplicate_prob", "small_prob", "faint_prob",
-    "faint_level", "occlude_prob", "yes_bias", "test_breaking_fraction",
+    "scene_strength", "cooccurrence_strength", "color_prior_strength", "spatial_prior_strength",
+    "count_prior_strength", "duplicate_prob", "small_prob", "faint_prob", "faint_level", "occlude_prob", "yes_bias",
+    "test_breaking_fraction",
 )
 
 
@@ -69,6 +87,21 @@ class WorldConfig(Config):
     color_prior_strength: float = field(
         default=0.85, metadata={"help": "probability that a class with a prior has its usual colour"}
     )
+    spatial_priors: tuple[tuple[str, str, str], ...] = field(
+        default=DEFAULT_SPATIAL_PRIORS,
+        metadata={"help": "(a, relation, b): a is usually on that side of b, when both are in an image once"},
+    )
+    spatial_prior_strength: float = field(
+        default=0.9, metadata={"help": "probability that such a pair is placed on its usual sides (else at random)"}
+    )
+    count_priors: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_COUNT_PRIORS),
+        metadata={"help": "class -> its usual number of objects (2 to 5, room permitting under max_objects)"},
+    )
+    count_prior_strength: float = field(
+        default=0.85, metadata={"help": "probability that a present class with a count prior has its usual number, "
+                                        "room permitting"}
+    )
     duplicate_prob: float = field(
         default=0.15, metadata={"help": "probability of adding another instance of a present class"}
     )
@@ -89,7 +122,8 @@ class WorldConfig(Config):
     )
     test_breaking_fraction: float = field(
         default=0.5,
-        metadata={"help": "share of val/test images that break a bias (lone pair member, odd colour)"},
+        metadata={"help": "share of val/test images that break a bias (lone pair member, odd colour, odd side, "
+                          "odd count)"},
     )
     train_size: int = field(default=200_000, metadata={"help": "number of distinct training scenes"})
 
@@ -112,6 +146,45 @@ class WorldConfig(Config):
         for cls, color in self.color_priors.items():
             if cls not in CLASSES or color not in COLORS:
                 self.fail("color_priors", f"map classes {CLASSES} to colours {tuple(COLORS)}")
+        self.spatial_priors = tuple(tuple(p) for p in self.spatial_priors)
+        seen: set[frozenset[str]] = set()
+        for prior in self.spatial_priors:
+            if (len(prior) != 3 or prior[0] not in CLASSES or prior[2] not in CLASSES or prior[0] == prior[2]
+                    or prior[1] not in RELATIONS):
+                self.fail("spatial_priors", f"each prior must be (a, relation, b): two different classes from "
+                                            f"{CLASSES} and a relation from {RELATIONS}, "
+                                            "e.g. ('fork', 'left of', 'knife')")
+            if frozenset((prior[0], prior[2])) in seen:
+                self.fail("spatial_priors", f"the pair {prior[0]}-{prior[2]} has two priors; keep one")
+            seen.add(frozenset((prior[0], prior[2])))
+        for cls, n in self.count_priors.items():
+            if cls not in CLASSES:
+                self.fail("count_priors", f"map classes from {CLASSES} to numbers, e.g. {{'lamp': 2}}")
+            if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_COUNT:
+                self.fail("count_priors", f"{cls!r} needs a whole number from 2 to {MAX_COUNT} (a prior of one is "
+                                          "no prior; drop the class instead)")
+
+    def usual_color(self, cls: str) -> str | None:
+        """The colour the world's prior gives `cls`, or None when it has none."""
+        return self.color_priors.get(cls)
+
+    def usual_count(self, cls: str) -> int | None:
+        """The number of objects the world's prior gives `cls`, or None when it has none."""
+        return self.count_priors.get(cls)
+
+    def usual_relation(self, a: str, b: str) -> str | None:
+        """Where the world's prior puts `a` relative to `b` (one of `RELATIONS`; either order of a
+        spatial prior's pair), or None."""
+        for x, rel, y in self.spatial_priors:
+            if (x, y) == (a, b):
+                return rel
+            if (y, x) == (a, b):
+                return INVERSE[rel]
+        return None
+
+    def spatial_pairs(self) -> list[tuple[str, str]]:
+        """(a, b) of every spatial prior, in its order."""
+        return [(a, b) for a, _, b in self.spatial_priors]
 
     def partners(self) -> dict[str, str]:
         """class -> its co-occurrence partner, both ways."""
@@ -121,4 +194,5 @@ class WorldConfig(Config):
         return out
 
 
-__all__ = ["CELL", "DEFAULT_COLOR_PRIORS", "DEFAULT_PAIRS", "DEFAULT_SCENES", "GRID", "IMAGE_SIZE", "WorldConfig"]
+__all__ = ["CELL", "DEFAULT_COLOR_PRIORS", "DEFAULT_COUNT_PRIORS", "DEFAULT_PAIRS", "DEFAULT_SCENES",
+           "DEFAULT_SPATIAL_PRIORS", "GRID", "IMAGE_SIZE", "INVERSE", "MAX_COUNT", "RELATIONS", "WorldConfig"]

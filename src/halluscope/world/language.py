@@ -36,6 +36,14 @@ QUESTION_TEMPLATES = {
     "count": "How many {} are there?",  # plural
     "relation": "Is the {} {} the {}?",  # a, relation, b
 }
+# The yes/no questions of the discriminative benchmarks (world-qa) beside those above, in the same words.
+YES_NO_TEMPLATES = {
+    "existence": POPE_TEMPLATE,  # class
+    "attribute": "Is the {} {}?",  # class, colour
+    "count_one": "Is there one {}?",  # class
+    "count": "Are there {} {}?",  # number, plural
+    "relation": QUESTION_TEMPLATES["relation"],  # a, relation, b
+}
 
 
 # ---------------------------------------------------------------------------- words
@@ -62,10 +70,15 @@ def tokenize_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def word_spans(text: str) -> list[tuple[str, int, int]]:
+    """(word, start, end) of each word of `tokenize_words(text)`, with its character offsets in `text`."""
+    return [(m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
 def vocabulary(scene_types: Iterable[str]) -> list[str]:
     """Every word the grammar can write, in captions, questions and answers (lower case)."""
     templates = [DETAILED_SENTENCE, SHORT_SENTENCE, RELATION_SENTENCE, *QUESTION_TEMPLATES.values(),
-                 *CAPTION_PROMPTS.values()]
+                 *YES_NO_TEMPLATES.values(), *CAPTION_PROMPTS.values()]
     texts = [*templates, "a an small and ,", "yes no", *scene_types, *CLASSES, *PLURALS.values(), *COLORS, *NUMBERS,
              *RELATIONS]
     words: set[str] = set()
@@ -206,4 +219,5 @@ __all__ = [
     "CAPTION_PROMPTS", "CAPTION_STYLES", "DETAILED_SENTENCE", "NUMBERS", "POPE_TEMPLATE", "QUESTION_TEMPLATES",
     "RELATION_SENTENCE", "SHORT_SENTENCE", "CaptionParts", "Phrase", "article", "caption_parts", "check_style",
     "join_phrases", "noun_phrase", "objects_by_class", "parse_world_caption", "tokenize_words", "vocabulary",
+    "word_spans", "YES_NO_TEMPLATES",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import language, pope
+from . import language, pope, qa
 from .config import WorldConfig
 from .glyphs import CLASSES, PLURALS
 from .language import NUMBERS, QUESTION_TEMPLATES
@@ -145,6 +145,12 @@ class World:
         `text`, `label`, `object` and `breaks_bias`.
         """
         return pope.pope_questions(self, split, n_images, image_split, sample_num)
+
+    def qa(self, kind: str, n_images: int = 500, image_split: str = "test") -> list[dict[str, Any]]:
+        """AMBER-style questions of `kind` (existence, attribute, count or relation) with exact answers:
+        per image a balanced yes/no pair about one item, and an open question for colour and count,
+        each marked with the prior's answer and whether the item breaks a bias (`world.qa`)."""
+        return qa.qa_questions(self, kind, n_images, image_split)
 
     def pope_scenes(self, n_images: int, image_split: str = "test", sample_num: int = 3) -> list[Scene]:
         """The scenes `pope` asks about: the first `n_images` with at least `sample_num` classes."""
