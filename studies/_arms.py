@@ -61,18 +61,27 @@ def world_benches(world, pope_images: int, chair_images: int) -> list:
     return [WorldPOPE(world, s, n_images=pope_images) for s in POPE_SPLITS] + [WorldCHAIR(world, n_images=chair_images)]
 
 
-def profile_checks(adapter, world, out: Path, pope_images: int, chair_images: int) -> tuple[list[dict], dict]:
-    """The demo's four hallucination-profile checks of one model (POPE random and adversarial,
-    CHAIR), evaluated into OUT (a rerun resumes); returns the checks and CHAIR's metrics."""
-    from halluscope.report import hallucination_checks
+def profile_checks(adapter, world, out: Path, pope_images: int, chair_images: int,
+                   qa_images: int = 0) -> tuple[list[dict], dict]:
+    """The demo's hallucination-profile checks of one model (POPE random and adversarial, CHAIR, and
+    with `qa_images` the world-qa questions of every kind, which add the checks of the other kinds),
+    evaluated into OUT (a rerun resumes); returns the checks and CHAIR's metrics, with the kind
+    profile under "kinds" when world-qa ran."""
+    from halluscope.report import hallucination_checks, kind_profile
     from halluscope.runner import run_benchmark
-    from halluscope.tasks.world import WorldCHAIR, WorldPOPE
+    from halluscope.tasks.world import WorldCHAIR, WorldPOPE, WorldQA
+    from halluscope.world import QA_KINDS
 
+    benches = [WorldPOPE(world, "random", n_images=pope_images), WorldPOPE(world, "adversarial", n_images=pope_images),
+               WorldCHAIR(world, n_images=chair_images)]
+    benches += [WorldQA(world, kind, n_images=qa_images) for kind in QA_KINDS] if qa_images else []
     results = {}
-    for bench in (WorldPOPE(world, "random", n_images=pope_images),
-                  WorldPOPE(world, "adversarial", n_images=pope_images), WorldCHAIR(world, n_images=chair_images)):
+    for bench in benches:
         results[bench.name] = run_benchmark(bench, adapter, out, batch_size=64, progress=False)
-    return hallucination_checks(results), results["world-chair"]["metrics"]
+    chair = dict(results["world-chair"]["metrics"])
+    if qa_images:
+        chair["kinds"] = kind_profile(results)
+    return hallucination_checks(results), chair
 
 
 def evaluate_arms(models: dict[str, list[str]], out: Path, benches: list, reference: str | None = None,

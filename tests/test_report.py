@@ -109,3 +109,66 @@ def test_markdown_report_and_summary(capsys):
     print_summary(res, checks)
     out = capsys.readouterr().out
     assert "adversarial" in out and "breaking" in out and "NO" in out
+
+
+# ---------------------------------------------------------------------------- the other kinds
+def qa(conforming: float, breaking: float, prior_share: float = 0.5) -> dict:
+    """A world-qa result whose yes/no accuracy is `conforming` on conforming items, `breaking` on
+    bias-breaking ones (100 of each)."""
+    def sub(acc):
+        return {"accuracy": acc, "ci95": {"accuracy": [acc - 0.01, acc + 0.01]}, "n": 100}
+
+    overall = (conforming + breaking) / 2
+    yes_no = sub(overall) | {"subsets": {"conforming": sub(conforming), "breaking": sub(breaking)},
+                             "prior_share": prior_share}
+    yes_no["breaking_error_ratio"] = (1 - breaking) / (1 - conforming) if conforming < 1 else None
+    return {"metrics": {"yes_no": yes_no, "accuracy": overall}}
+
+
+def with_kinds(relation=(0.90, 0.70), count=(0.95, 0.85), attribute=(0.95, 0.80), repeats=0.02, relation_false=0.1):
+    res = results()
+    for kind, (c, b) in (("existence", (0.9, 0.9)), ("relation", relation), ("count", count),
+                         ("attribute", attribute)):
+        res[f"world-qa:{kind}"] = qa(c, b)
+    claims = {k: {"value": v, "ci95": [v, v], "n": 50} for k, v in
+              (("object", 0.05), ("attribute", 0.1), ("count", 0.1), ("relation", relation_false), ("all", 0.1))}
+    res["world-chair"]["metrics"] |= {"claims": claims, "repeats_phrase": {"value": repeats, "ci95": [repeats] * 2}}
+    return res
+
+
+KIND_CHECKS = ["relation yes/no accuracy on bias-conforming items >= 80 %", "count yes/no accuracy >= 85 %",
+               "colour yes/no errors on bias-breaking items >= 2x conforming items",
+               "count yes/no errors on bias-breaking items >= 2x conforming items",
+               "relation yes/no errors on bias-breaking items >= 2x conforming items",
+               "captions naming a class in two phrases <= 5 %", "false relation claims in captions <= 25 %"]
+
+
+def test_the_kind_checks_follow_the_four_and_each_meets_and_misses():
+    checks = hallucination_checks(with_kinds())
+    assert [c["check"] for c in checks[4:]] == KIND_CHECKS and all(c["holds"] for c in checks)
+    # relation conforming 0.80 just meets, 0.79 misses; count overall (0.85 + 0.85) / 2 = 0.85 meets
+    assert holds(with_kinds(relation=(0.80, 0.60)))[4] and not holds(with_kinds(relation=(0.79, 0.58)))[4]
+    assert holds(with_kinds(count=(0.90, 0.80)))[5] and not holds(with_kinds(count=(0.90, 0.79)))[5]
+    # error ratio: conforming 10 % wrong; breaking 20 % wrong is 2x (meets), 19 % misses
+    assert holds(with_kinds(attribute=(0.90, 0.80)))[6] and not holds(with_kinds(attribute=(0.90, 0.81)))[6]
+    assert not holds(with_kinds(count=(0.95, 0.95)))[7] and not holds(with_kinds(relation=(0.9, 0.85)))[8]
+    assert holds(with_kinds(repeats=0.05))[9] and not holds(with_kinds(repeats=0.051))[9]
+    assert holds(with_kinds(relation_false=0.25))[10] and not holds(with_kinds(relation_false=0.26))[10]
+
+
+def test_the_kind_profile_has_one_row_per_kind_in_every_writer(capsys):
+    from halluscope.report import kind_profile, kind_rows
+
+    res = with_kinds()
+    profile = kind_profile(res)
+    assert [r["kind"] for r in profile] == ["object", "attribute", "count", "relation"]
+    relation = profile[3]
+    assert relation["claims_false"]["value"] == 0.1 and relation["conforming"]["value"] == 0.9
+    assert relation["breaking_error_ratio"] == pytest.approx(3.0)
+    assert kind_rows(profile)[3][:2] == ["relation", "10.0 [10.0, 10.0]"]
+    md = markdown_report(res, hallucination_checks(res), {"model": "m"})
+    assert "## Each kind of hallucination" in md and "| relation | 10.0 [10.0, 10.0] | 80.0 [79.0, 81.0] |" in md
+    print_summary(res, hallucination_checks(res))
+    assert "Each kind of hallucination" in capsys.readouterr().out
+    # without world-qa or claims there is no profile, and the four checks stand alone
+    assert kind_profile(results()) == [] and len(hallucination_checks(results())) == 4

@@ -27,6 +27,8 @@ def demo(
     pope_images: Annotated[int, typer.Option(min=1, help="greedy's test images per POPE split (6 questions "
                                                          "each) for the profile checks")] = 500,
     chair_images: Annotated[int, typer.Option(min=1, help="greedy's test images captioned for CHAIR")] = 1000,
+    qa_images: Annotated[int, typer.Option(min=1, help="greedy's test images per world-qa kind (existence, "
+                                                       "attribute, count, relation) for the profile per kind")] = 500,
     method_pope_images: Annotated[int, typer.Option(min=1, help="test images per POPE split for every method "
                                                                 "in the comparison")] = 100,
     method_chair_images: Annotated[int, typer.Option(min=1, help="test images captioned by every method in the "
@@ -42,9 +44,10 @@ def demo(
 ) -> None:
     """The main job: train (first run only; see the README for how long it takes) or load the
     built-in model, measure its hallucination profile with greedy decoding (POPE random, popular,
-    adversarial and CHAIR on the world), compare every method against greedy and sampling at T = 1
-    on the same test images (paired-bootstrap differences, speed relative to greedy), and write
-    results.json, report.md and report.html into OUTPUT (a rerun resumes)."""
+    adversarial, CHAIR with every claim judged, and yes/no questions of each kind on the world),
+    compare every method against greedy and sampling at T = 1 on the same test images
+    (paired-bootstrap differences, speed relative to greedy), and write results.json, report.md and
+    report.html into OUTPUT (a rerun resumes)."""
     if model != "tiny" and (train_args or retrain):
         raise opt.bad("--train-args" if train_args else "--retrain",
                       f"trains the built-in model only; drop it, or use --model tiny instead of --model {model}")
@@ -57,11 +60,11 @@ def demo(
     arms = list(dict.fromkeys(["greedy", "sample", *methods]))
 
     from ..compare import method_comparison, read_run, run_methods
-    from ..report import hallucination_checks, markdown_report, print_comparison, print_summary
+    from ..report import hallucination_checks, kind_profile, markdown_report, print_comparison, print_summary
     from ..report.html import build_report
     from ..runner import package_versions, run_benchmark, write_json
-    from ..tasks import WorldCHAIR, WorldPOPE
-    from ..world import POPE_SPLITS
+    from ..tasks import WorldCHAIR, WorldPOPE, WorldQA
+    from ..world import POPE_SPLITS, QA_KINDS
     from ..zoo.tiny import cache_dir
 
     t0 = time.time()
@@ -81,6 +84,9 @@ def demo(
         results[task.name] = run_benchmark(task, adapter, greedy, batch_size=batch_size)
     task = WorldCHAIR(world, n_images=chair_images)
     results[task.name] = run_benchmark(task, adapter, greedy, batch_size=batch_size)
+    for kind in QA_KINDS:
+        task = WorldQA(world, kind, n_images=qa_images)
+        results[task.name] = run_benchmark(task, adapter, greedy, batch_size=batch_size)
     checks = hallucination_checks(results)
     comparison = method_comparison({name: read_run(run["folder"]) for name, run in runs.items()},
                                    {name: run["speed"] for name, run in runs.items()})
@@ -88,7 +94,7 @@ def demo(
     print_comparison(comparison)
     header = {"model": adapter.name, "methods": ", ".join(arms), "cache": str(cache_dir()),
               "model_ready_seconds": round(t_model, 1), "total_seconds": round(time.time() - t0, 1)}
-    summary = {"header": header, "checks": checks, "versions": package_versions(),
+    summary = {"header": header, "checks": checks, "kinds": kind_profile(results), "versions": package_versions(),
                "results": {k: v["metrics"] for k, v in results.items()}, "comparison": comparison,
                "methods": {name: {k: run[k] for k in ("method", "method_args", "folder", "speed")}
                            for name, run in runs.items()}}

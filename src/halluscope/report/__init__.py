@@ -29,6 +29,24 @@ class ProfileTargets:
         "help": "false-positive rate on co-occurring absent objects (adversarial) at least this times random's"})
     chair_ratio: float = field(default=2.0, metadata={
         "help": "CHAIR_i on bias-breaking images at least this times ordinary images'"})
+    # The other kinds (checked where the world-qa results are there): it perceives each kind...
+    relation_accuracy: float = field(default=0.80, metadata={
+        "help": "world-qa:relation yes/no accuracy on bias-conforming items at least this"})
+    count_accuracy: float = field(default=0.85, metadata={"help": "world-qa:count yes/no accuracy at least this"})
+    # ...and errs for the bias's reason
+    breaking_error_ratio: float = field(default=2.0, metadata={
+        "help": "for colour, count and relation: the yes/no error rate on bias-breaking items at least this "
+                "times the rate on conforming ones"})
+    # ...and its captions follow the training grammar
+    repeats_phrase: float = field(default=0.05, metadata={
+        "help": "at most this share of detailed captions names a class in two phrases"})
+    relation_claims_false: float = field(default=0.25, metadata={
+        "help": "at most this share of the captions' relation claims is false"})
+
+
+# Each kind of hallucination: its claims in captions (world-chair) and its yes/no questions (world-qa).
+KIND_TASKS = {"object": "world-qa:existence", "attribute": "world-qa:attribute", "count": "world-qa:count",
+              "relation": "world-qa:relation"}
 
 
 def _ratio(a: float, b: float) -> float:
@@ -76,7 +94,94 @@ def hallucination_checks(results: dict[str, dict[str, Any]],
         missing = " and ".join(k for k in ("ordinary", "bias-breaking") if k.replace("bias-", "") not in subsets)
         checks.append({"check": chair_check, "value": f"not measured: no {missing} image among the captions",
                        "holds": False})
+    return checks + kind_checks(results, targets)
+
+
+def _yes_no(results: dict[str, dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    task = results.get(KIND_TASKS[kind])
+    return task["metrics"].get("yes_no") if task else None
+
+
+def kind_checks(results: dict[str, dict[str, Any]],
+                targets: ProfileTargets = ProfileTargets()) -> list[dict[str, Any]]:
+    """The checks of the other kinds (attribute, count, relation): each needs its world-qa result (and
+    the caption checks world-CHAIR's claims); a check whose results are not there is left out."""
+    t, checks = targets, []
+    relation, count = _yes_no(results, "relation"), _yes_no(results, "count")
+    if relation and "conforming" in relation["subsets"]:
+        m = relation["subsets"]["conforming"]
+        checks.append({"check": f"relation yes/no accuracy on bias-conforming items >= {100 * t.relation_accuracy:g} %",
+                       "value": f"{_pct(m['accuracy'])} % CI {_ci(m['ci95']['accuracy'])}",
+                       "holds": m["accuracy"] >= t.relation_accuracy})
+    if count:
+        checks.append({"check": f"count yes/no accuracy >= {100 * t.count_accuracy:g} %",
+                       "value": f"{_pct(count['accuracy'])} % CI {_ci(count['ci95']['accuracy'])}",
+                       "holds": count["accuracy"] >= t.count_accuracy})
+    for kind, label in (("attribute", "colour"), ("count", "count"), ("relation", "relation")):
+        m = _yes_no(results, kind)
+        if not m:
+            continue
+        check = f"{label} yes/no errors on bias-breaking items >= {t.breaking_error_ratio:g}x conforming items"
+        if "breaking" in m["subsets"] and "conforming" in m["subsets"]:
+            b, c = (1 - m["subsets"][s]["accuracy"] for s in ("breaking", "conforming"))
+            ratio = _ratio(b, c)
+            checks.append({"check": check, "value": f"{_pct(b)} % vs {_pct(c)} % = {ratio:.2f}x",
+                           "holds": ratio >= t.breaking_error_ratio})
+        else:
+            checks.append({"check": check, "value": "not measured: no bias-breaking or no conforming item",
+                           "holds": False})
+    chair = results.get("world-chair", {}).get("metrics", {})
+    if "repeats_phrase" in chair:
+        rep, rel = chair["repeats_phrase"], chair["claims"]["relation"]
+        checks.append({"check": f"captions naming a class in two phrases <= {100 * t.repeats_phrase:g} %",
+                       "value": f"{_pct(rep['value'])} % CI {_ci(rep['ci95'])}",
+                       "holds": rep["value"] <= t.repeats_phrase})
+        checks.append({"check": f"false relation claims in captions <= {100 * t.relation_claims_false:g} %",
+                       "value": f"{_pct(rel['value'])} % CI {_ci(rel['ci95'])} of {rel['n']}",
+                       "holds": rel["value"] <= t.relation_claims_false})
     return checks
+
+
+def kind_profile(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per kind (object, attribute, count, relation): the share of false claims of that kind in
+    the captions (world-chair), the yes/no accuracy on bias-conforming and bias-breaking items and the
+    ratio of their error rates, and the share of wrong answers that were the prior's (world-qa)."""
+    chair = results.get("world-chair", {}).get("metrics", {})
+    rows = []
+    for kind, task in KIND_TASKS.items():
+        row: dict[str, Any] = {"kind": kind, "task": task}
+        if kind in chair.get("claims", {}):
+            c = chair["claims"][kind]
+            row["claims_false"] = {"value": c["value"], "ci": c["ci95"], "n": c["n"]}
+        m = _yes_no(results, kind)
+        if m:
+            row["accuracy"] = {"value": m["accuracy"], "ci": m["ci95"]["accuracy"], "n": m["n"]}
+            for s in ("conforming", "breaking"):
+                if s in m["subsets"]:
+                    sub = m["subsets"][s]
+                    row[s] = {"value": sub["accuracy"], "ci": sub["ci95"]["accuracy"], "n": sub["n"]}
+            row["breaking_error_ratio"] = m.get("breaking_error_ratio")
+            row["prior_share"] = m.get("prior_share")
+        if len(row) > 2:
+            rows.append(row)
+    return rows
+
+
+KIND_COLUMNS = ("kind", "false claims in captions %", "yes/no accuracy %", "conforming items %",
+                "bias-breaking items %", "errors breaking / conforming", "wrong answers = prior %")
+
+
+def kind_rows(profile: list[dict[str, Any]]) -> list[list[str]]:
+    """`kind_profile` as table rows of strings (KIND_COLUMNS)."""
+    def cell(v):
+        return f"{_pct(v['value'])} {_ci(v['ci'])}" if v else ""
+
+    def num(x, fmt):
+        return "" if x is None else fmt(x)
+
+    return [[r["kind"], cell(r.get("claims_false")), cell(r.get("accuracy")), cell(r.get("conforming")),
+             cell(r.get("breaking")), num(r.get("breaking_error_ratio"), lambda x: f"{x:.2f}x"),
+             num(r.get("prior_share"), _pct)] for r in profile]
 
 
 def print_summary(results: dict[str, dict[str, Any]], checks: list[dict[str, Any]]) -> None:
@@ -101,6 +206,14 @@ def print_summary(results: dict[str, dict[str, Any]], checks: list[dict[str, Any
         t2.add_row(name, str(s["chair_i"]["n"]), _pct(s["chair_s"]["value"]), _pct(s["chair_i"]["value"]),
                    _pct(s["recall"]["value"]))
     console.print(t2)
+    profile = kind_profile(results)
+    if profile:
+        t4 = Table(title="Each kind of hallucination (% with 95 % CI; yes/no questions from world-qa)")
+        for col in KIND_COLUMNS:
+            t4.add_column(col, justify="left" if col == "kind" else "right")
+        for row in kind_rows(profile):
+            t4.add_row(*row)
+        console.print(t4)
     t3 = Table(title="Does the built-in model hallucinate for the right reasons?")
     for col in ("check", "measured", "holds"):
         t3.add_column(col)
@@ -167,6 +280,11 @@ def markdown_report(results: dict[str, dict[str, Any]], checks: list[dict[str, A
     for name, s in chair["subsets"].items():
         lines.append(f"| {name} | {s['chair_i']['n']} | {_pct(s['chair_s']['value'])} | "
                      f"{_pct(s['chair_i']['value'])} | {_ci(s['chair_i']['ci95'])} | {_pct(s['recall']['value'])} |")
+    profile = kind_profile(results)
+    if profile:
+        lines += ["", "## Each kind of hallucination (%, 95 % CI; yes/no questions from world-qa)", "",
+                  "| " + " | ".join(KIND_COLUMNS) + " |", "|---" * len(KIND_COLUMNS) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in kind_rows(profile)]
     lines += ["", "## Hallucination profile checks", "", "| check | measured | holds |", "|---|---|---|"]
     lines += [f"| {c['check']} | {c['value']} | {'yes' if c['holds'] else 'NO'} |" for c in checks]
     if comparison:
@@ -177,5 +295,5 @@ def markdown_report(results: dict[str, dict[str, Any]], checks: list[dict[str, A
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["POPE_KEYS", "ProfileTargets", "comparison_rows", "hallucination_checks", "markdown_report",
-           "print_comparison", "print_summary"]
+__all__ = ["KIND_COLUMNS", "KIND_TASKS", "POPE_KEYS", "ProfileTargets", "comparison_rows", "hallucination_checks",
+           "kind_checks", "kind_profile", "kind_rows", "markdown_report", "print_comparison", "print_summary"]

@@ -47,6 +47,7 @@ def load(dirs: list[str | Path]) -> dict[str, Any]:
     speeds: dict[str, Any] = {}
     header: dict[str, Any] = {}
     checks: list[dict[str, Any]] | None = None
+    kinds: list[dict[str, Any]] | None = None
     comparison = None
     for d in dirs:
         d = Path(d)
@@ -55,6 +56,7 @@ def load(dirs: list[str | Path]) -> dict[str, Any]:
         if isinstance(summary, dict) and "methods" in summary:  # a demo folder
             header = header or summary.get("header", {})
             checks = checks if checks is not None else summary.get("checks")
+            kinds = kinds if kinds is not None else summary.get("kinds")
             comparison = comparison or summary.get("comparison")
             for name, info in summary["methods"].items():
                 arms[name] = read_run(d / Path(info["folder"]).name)
@@ -70,8 +72,10 @@ def load(dirs: list[str | Path]) -> dict[str, Any]:
         comparison = method_comparison(arms, speeds, baselines)
     if checks is None:
         checks = _checks(arms)
-    return {"header": header, "checks": checks, "arms": arms, "comparison": comparison, "baselines": baselines,
-            "speeds": speeds}
+    if kinds is None:
+        kinds = _kinds(arms)
+    return {"header": header, "checks": checks, "kinds": kinds, "arms": arms, "comparison": comparison,
+            "baselines": baselines, "speeds": speeds}
 
 
 def _checks(arms: dict[str, dict[str, RunTask]]) -> list[dict[str, Any]] | None:
@@ -80,7 +84,18 @@ def _checks(arms: dict[str, dict[str, RunTask]]) -> list[dict[str, Any]] | None:
     for tasks in arms.values():
         needed = ("world-pope:random", "world-pope:adversarial", "world-chair")
         if all(n in tasks for n in needed):
-            return hallucination_checks({n: tasks[n].results for n in needed})
+            return hallucination_checks({n: t.results for n, t in tasks.items()})
+    return None
+
+
+def _kinds(arms: dict[str, dict[str, RunTask]]) -> list[dict[str, Any]] | None:
+    """The kind profile of the first arm that has one (world-CHAIR's claims or a world-qa task)."""
+    from . import kind_profile
+
+    for tasks in arms.values():
+        profile = kind_profile({n: t.results for n, t in tasks.items()})
+        if profile:
+            return profile
     return None
 
 
@@ -217,6 +232,20 @@ def _checks_section(checks: list[dict[str, Any]] | None) -> str:
             f"<table><tr><th>check</th><th>measured</th><th>holds</th></tr>{rows}</table>")
 
 
+def _kinds_section(kinds: list[dict[str, Any]] | None) -> str:
+    from . import KIND_COLUMNS, kind_rows
+
+    if not kinds:
+        return ""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in KIND_COLUMNS)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in kind_rows(kinds))
+    return ('<h2 id="kinds">Each kind of hallucination</h2><p class="muted">False claims: the share of the '
+            "captions' claims of that kind that the scene refutes (world-chair). Accuracy: yes/no questions "
+            "of that kind (world-qa), on items that conform to the world's bias and items that break it; the "
+            "last column is the share of wrong answers that gave the prior's answer. 95 % bootstrap "
+            f"intervals over images.</p><table><tr>{head}</tr>{rows}</table>")
+
+
 def _comparison_section(data: dict[str, Any], figs: dict[str, Any]) -> str:
     comparison, baselines = data["comparison"], data["baselines"]
     if not comparison:
@@ -327,8 +356,8 @@ def build_report(dirs: list[str | Path], output: str | Path) -> dict[str, Any]:
     figs: dict[str, Any] = {}
     header = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in data["header"].items())
     body = [f"<h1>halluscope report</h1><ul>{header}</ul>", _checks_section(data["checks"]),
-            _comparison_section(data, figs), _benchmarks_section(data["arms"]), _gallery_section(data),
-            _false_positives_section(data)]
+            _kinds_section(data["kinds"]), _comparison_section(data, figs), _benchmarks_section(data["arms"]),
+            _gallery_section(data), _false_positives_section(data)]
     page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>halluscope report</title>'
             f'<style>{CSS}</style></head><body>{"".join(body)}</body></html>')
     Path(output).write_text(page)
