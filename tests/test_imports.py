@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("steering",),
     ("training",),
     ("zoo",),
+    ("integrations",),  # other harnesses' entry points (lmms-eval's --model halluscope): over zoo and decoding
     ("tasks",), ("benchmarks",),  # benchmarks: the deprecated alias package of tasks, which it imports
     ("runner",),
     ("compare",),
