@@ -40,7 +40,7 @@ def main() -> None:
     from _provenance import model_hash, parse_kv, write_result
 
     from halluscope import World, load_model
-    from halluscope.models import train_tiny
+    from halluscope.zoo.tiny import train_tiny
     from halluscope.models.tiny import TinyConfig
     from halluscope.training.sft import TrainConfig
 
