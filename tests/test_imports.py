@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tasks",), ("benchmarks",),  # benchmarks: the deprecated alias package of tasks, which it imports
     ("runner",),
     ("compare",),
+    ("diagnose",),  # the analyses of `halluscope diagnose`: over tasks (claim verdicts), below report
     ("report",),
     ("cli",),
     ("__main__",),

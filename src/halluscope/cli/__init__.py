@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import kv
-from . import demo, evaluate, report, steer, train, world
+from . import demo, diagnose, evaluate, report, steer, train, world
 
 # Plain click output (rich_markup_mode=None): an error is one "Error: ..." line, not a boxed panel
 # that wraps a long message over several lines.
@@ -22,6 +22,7 @@ demo.register(app)
 train.register(app)
 evaluate.register(app)
 report.register(app)
+diagnose.register(app)
 app.add_typer(world.app, name="world")
 app.add_typer(steer.app, name="steer")
 

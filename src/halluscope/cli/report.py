@@ -15,6 +15,8 @@ def _folders(values: list[Path]) -> list[Path]:
     from ..compare import read_run
 
     for v in values:
+        if (v / "diagnosis.json").is_file():  # a `halluscope diagnose` folder
+            continue
         if not (v / "results.json").is_file() or "methods" not in json.loads((v / "results.json").read_text()):
             try:
                 read_run(v)
@@ -25,7 +27,7 @@ def _folders(values: list[Path]) -> list[Path]:
 
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", callback=_folders,
-        help="run folders: a demo's --output, or folders of `halluscope eval` results")],
+        help="run folders: a demo's --output, folders of `halluscope eval` results, or of `halluscope diagnose`")],
     output: Annotated[Path, typer.Option(metavar="FILE", help="the HTML file to write")] = Path("report.html"),
 ) -> None:
     """Build the self-contained report.html of existing run folders: benchmark tables, profile

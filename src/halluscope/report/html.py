@@ -18,6 +18,7 @@ from typing import Any
 
 from ..compare import BASELINES, RunTask, method_comparison, read_run, speed, unit
 from . import figures
+from .diagnosis import diagnosis_only, diagnosis_section, has_diagnosis
 
 KINDS = ("object", "attribute", "count", "relation")
 GALLERY_SIZE = 12
@@ -352,12 +353,16 @@ def _false_positives_section(data: dict[str, Any]) -> str:
 def build_report(dirs: list[str | Path], output: str | Path) -> dict[str, Any]:
     """Write the self-contained report.html of run folders `dirs` to `output`; returns the figures'
     data ({name: JSON-able data})."""
-    data = load(dirs)
+    runs = [d for d in dirs if not diagnosis_only(d)]  # a `halluscope diagnose` folder alone has no runs
     figs: dict[str, Any] = {}
-    header = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in data["header"].items())
-    body = [f"<h1>halluscope report</h1><ul>{header}</ul>", _checks_section(data["checks"]),
-            _kinds_section(data["kinds"]), _comparison_section(data, figs), _benchmarks_section(data["arms"]),
-            _gallery_section(data), _false_positives_section(data)]
+    body = ["<h1>halluscope report</h1>"]
+    if runs:
+        data = load(runs)
+        header = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in data["header"].items())
+        body = [f"<h1>halluscope report</h1><ul>{header}</ul>", _checks_section(data["checks"]),
+                _kinds_section(data["kinds"]), _comparison_section(data, figs), _benchmarks_section(data["arms"]),
+                _gallery_section(data), _false_positives_section(data)]
+    body += [diagnosis_section(d) for d in dirs if has_diagnosis(d)]
     page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>halluscope report</title>'
             f'<style>{CSS}</style></head><body>{"".join(body)}</body></html>')
     Path(output).write_text(page)
