@@ -87,14 +87,16 @@ def diagnose(
     scenes: Annotated[Path | None, typer.Option(metavar="FILE",
         help="real data: scene types for over-generalization, {scene: [objects]} (and 'images': {id: scene}); "
              "default: clusters of the ground truth's co-occurrences")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, metavar="N", help="at most this many images (or captions) per analysis")
-                     ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, metavar="N",
+                                              help="at most this many images (or captions) per analysis")] = None,
     diagnose_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help="DiagnoseConfig fields: n_captions, n_pope_images, n_stability, n_gap, n_attention, trials, "
              "mask_ratio, n_train, neighbours, batch_size, max_new_tokens, seed")] = None,
     world_args: Annotated[str | None, typer.Option(metavar="K=V,...", help="world knobs (WorldConfig fields)")
                           ] = None,
     seed: Annotated[int, typer.Option(help="world seed")] = 0,
+    threads: Annotated[int | None, typer.Option(min=1, metavar="N", help="torch CPU threads (default: 1 for the "
+                                                "built-in model on CPU, where one is fastest; else torch's)")] = None,
     output: Annotated[Path, typer.Option(metavar="DIR", callback=opt.output_folder,
         help="output folder: diagnosis.json, one PNG per analysis, diagnosis.md, diagnosis.html")
                       ] = Path("halluscope-diagnosis"),
@@ -130,6 +132,10 @@ def diagnose(
     t0 = time.time()
     adapter = opt.load(model, **load_args)
     builtin = model == "tiny" or is_builtin(model)
+    if threads is not None or (builtin and adapter.device.type == "cpu"):
+        import torch
+
+        torch.set_num_threads(threads or 1)
     base = base_model or ("builtin" if builtin else "self")
     if base == "builtin":
         scorer: Any = TextLMScorer.load(builtin_base_lm(world), device=str(adapter.device))
@@ -148,7 +154,8 @@ def diagnose(
         result = diagnose_world(adapter, world, scorer, config, limit, timings=timings)
     meta = {"model": adapter.name, "base": scorer.name, "data": ",".join(tasks) if real else "world",
             "world_seed": None if real else world.seed, "limit": limit, "config": config.to_dict(),
-            "seconds": round(time.time() - t0, 1), "timings": timings, "versions": _versions()}
+            "seconds": round(time.time() - t0, 1), "timings": timings, "versions": _versions(),
+            "cpu": _cpu()}
     write_diagnosis(result, output, meta)
     write_diagnosis_html(output)
     typer.echo(f"wrote {output}/diagnosis.json, diagnosis.md, diagnosis.html and {len(list(output.glob('*.png')))} "
@@ -159,6 +166,18 @@ def _versions() -> dict[str, Any]:
     from ..runner import package_versions
 
     return package_versions()
+
+
+def _cpu() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def register(app: typer.Typer) -> None:

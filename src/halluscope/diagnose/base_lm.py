@@ -37,10 +37,10 @@ BASE_MARKER = "halluscope-base-lm.json"
 class BaseLMConfig(Config):
     """Training of the built-in base LM: the built-in model's decoder on the world's text without images."""
 
-    steps: int = field(default=300, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=32, metadata={"help": "conversations per step"})
+    steps: int = field(default=200, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=16, metadata={"help": "conversations per step"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
-    warmup_steps: int = field(default=30, metadata={"help": "linear warm-up, then cosine decay"})
+    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up, then cosine decay"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     adam_betas: tuple[float, float] = field(default=(0.9, 0.98), metadata={"help": "AdamW betas"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
@@ -127,7 +127,14 @@ def builtin_base_lm(world: World | None = None, config: BaseLMConfig | None = No
             return {"loss": self.model(**batch).loss}
 
     torch.set_flush_denormal(True)
-    log = BaseLMTrainer(model, config, out / "stages", progress).train()
+    # One thread: at this size it is faster than two, and far faster on a busy host (0.16 vs 3.2 s a step
+    # on two shared cores, where two threads spin against each other).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        log = BaseLMTrainer(model, config, out / "stages", progress).train()
+    finally:
+        torch.set_num_threads(threads)
     model.save_pretrained(out)
     processor.tokenizer.save_pretrained(out)
     (out / "chat_template.jinja").write_text(processor.chat_template)

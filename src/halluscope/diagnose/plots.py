@@ -190,7 +190,7 @@ def plot_language_prior(d: dict[str, Any]):
           colors=["#4a8fd8", "#e05d5d", "#e0a030"])
     axes[0].set_ylabel('"yes" rate')
     p = d["false_positives_persist"]
-    _bars(axes[1], ["agree: no image", "agree: noise", "FP persist:\nno image", "FP persist:\nnoise"],
+    _bars(axes[1], ["agree:\nno image", "agree:\nnoise", "FP persist:\nno image", "FP persist:\nnoise"],
           [d["agreement_with_image"]["no_image"], d["agreement_with_image"]["noise"], p["no_image"], p["noise"]],
           colors=["#9aa5b1", "#9aa5b1", "#e05d5d", "#e0a030"])
     axes[1].tick_params(axis="x", labelsize=7)
