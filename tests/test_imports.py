@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runner",),
     ("compare",),
     ("diagnose",),  # the analyses of `halluscope diagnose`: over tasks (claim verdicts), below report
+    ("correction",),  # post-hoc correction: over decoding adapters, world claims and tasks' claim metrics; reads runs
     ("report",),
     ("cli",),
     ("__main__",),

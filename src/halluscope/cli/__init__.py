@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import kv
-from . import demo, diagnose, evaluate, report, steer, train, world
+from . import correct, demo, diagnose, evaluate, report, steer, train, world
 
 # Plain click output (rich_markup_mode=None): an error is one "Error: ..." line, not a boxed panel
 # that wraps a long message over several lines.
@@ -21,6 +21,7 @@ app = typer.Typer(help="Diagnose, measure and reduce hallucination in vision-lan
 demo.register(app)
 train.register(app)
 evaluate.register(app)
+correct.register(app)
 report.register(app)
 diagnose.register(app)
 app.add_typer(world.app, name="world")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from . import _options as opt
+from . import correct as correction
 
 # The help lists decoding.METHODS without importing torch; tests/test_cli.py checks it is complete.
 METHODS_HELP = "decoding or steering method: greedy, sample, vcd, icd, m3id, vdgd, vti"
@@ -107,6 +108,10 @@ def evaluate(
     n_images: Annotated[int, typer.Option(min=1, help="world test images")] = 500,
     pope_mode: Annotated[str, typer.Option(callback=_pope_mode, help="yes/no answers: 'score' (one forward pass) "
                                                                      "or 'generate' (parsed text)")] = "score",
+    correct: Annotated[str | None, typer.Option(metavar="PIPELINE[:VALIDATOR]", callback=correction.spec_option,
+                                                help=correction.CORRECT_HELP + "; then `halluscope correct` on the "
+                                                     "run's caption tasks")] = None,
+    correct_args: Annotated[str | None, typer.Option(metavar="K=V,...", help=correction.CORRECT_ARGS_HELP)] = None,
 ) -> None:
     """Evaluate a model with a method on one or more tasks; one JSON line per sample, resumable.
     Data-parallel with `accelerate launch --num_processes N -m halluscope eval ...` (on a machine
@@ -120,6 +125,15 @@ def evaluate(
             raise opt.bad("--model-args", "pretrained= and --model name the model twice; keep one")
         model = opt.check_model(load_args.pop("pretrained"), "--model-args")
     args = _method_args(method, method_args)
+    correct_config = None
+    if correct is not None:
+        from ..correction import CAPTION_TASKS
+
+        if not any(n.partition(":")[0] in CAPTION_TASKS for n in tasks.split(",")):
+            raise opt.bad("--correct", f"corrects captions: add a caption task ({', '.join(CAPTION_TASKS)}) to --tasks")
+        correct_config = correction.correct_config(correct, correct_args)
+    elif correct_args is not None:
+        raise opt.bad("--correct-args", "set --correct too (e.g. --correct woodpecker:self)")
     built = []
     for name in tasks.split(","):
         try:
@@ -140,6 +154,8 @@ def evaluate(
         for name, r in results.items():
             metrics = {k: v for k, v in r["metrics"].items() if not isinstance(v, dict | list)}
             typer.echo(json.dumps({"benchmark": name, "method": method, **metrics}, indent=1))
+        if correct is not None:
+            correction.run_correction(output, correct, correct_config, adapter, limit)
 
 
 def register(app: typer.Typer) -> None:
