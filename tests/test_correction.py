@@ -397,3 +397,24 @@ def test_bad_input_is_one_line_naming_the_option(args, option, tmp_path, monkeyp
     assert len(errors) == 1 and option in errors[0], result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "cache").exists()
+
+
+def test_report_shows_original_and_corrected_side_by_side(world, tmp_path):
+    from halluscope.report.html import build_report
+
+    out = tmp_path / "run"
+    records = []
+    for i in range(3):
+        scene = world.scene("test", i)
+        records.append({"id": scene.image_id, "caption": world_hallucinations(world, scene, rng=0)[0].text,
+                        "objects": scene.classes, "breaks_bias": scene.breaks_bias})
+    (out / "world-chair").mkdir(parents=True)
+    (out / "world-chair" / "world-chair.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_json(out / "world-chair" / "world-chair.results.json",
+               {"benchmark": "world-chair", "metrics": {}, "config": {"model": "x", "method": "greedy", "task_args": {
+                   "world": {"seed": world.seed, "knobs": world.config.to_dict()}}}})
+    correct_run(out, None, "woodpecker:oracle", progress=False)
+    build_report([out], tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert 'id="correction"' in page and "woodpecker:oracle" in page
+    assert "<th>original</th><th>corrected</th>" in page and "Is there a" in page and "data:image/png" in page

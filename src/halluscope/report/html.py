@@ -18,6 +18,7 @@ from typing import Any
 
 from ..compare import BASELINES, RunTask, method_comparison, read_run, speed, unit
 from . import figures
+from .correction import correction_section, has_correction
 from .diagnosis import diagnosis_only, diagnosis_section, has_diagnosis
 
 KINDS = ("object", "attribute", "count", "relation")
@@ -362,6 +363,7 @@ def build_report(dirs: list[str | Path], output: str | Path) -> dict[str, Any]:
         body = [f"<h1>halluscope report</h1><ul>{header}</ul>", _checks_section(data["checks"]),
                 _kinds_section(data["kinds"]), _comparison_section(data, figs), _benchmarks_section(data["arms"]),
                 _gallery_section(data), _false_positives_section(data)]
+    body += [correction_section(d, image_uri) for d in runs if has_correction(d)]
     body += [diagnosis_section(d) for d in dirs if has_diagnosis(d)]
     page = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>halluscope report</title>'
             f'<style>{CSS}</style></head><body>{"".join(body)}</body></html>')
