@@ -91,14 +91,21 @@ def test_eval_lmms_eval_spellings(micro, tmp_path):
     assert a.output[a.output.index("{"):] == b.output[b.output.index("{"):]  # the metrics, after load bars
     assert (tmp_path / "b" / "world-pope_random" / "world-pope_random.jsonl").read_text() == \
         (tmp_path / "a" / "world-pope_random" / "world-pope_random.jsonl").read_text()
+    # the loading options are recorded with the run, trust_remote_code off unless asked for
+    config = json.loads((tmp_path / "b" / "world-pope_random" / "world-pope_random.results.json").read_text())["config"]
+    assert config["load_args"]["dtype"] == "float32" and config["load_args"]["trust_remote_code"] is False
 
 
 def test_demo_on_a_model_folder(micro, tmp_path):
     out = tmp_path / "demo"
     ok("demo", "--model", micro, "--pope-images", "2", "--chair-images", "2", "--method-pope-images", "2",
-       "--method-chair-images", "2", "--methods", "greedy,vcd", "--batch-size", "8", "--output", out)
+       "--method-chair-images", "2", "--qa-images", "2", "--methods", "greedy,vcd", "--batch-size", "8",
+       "--output", out)
     summary = json.loads((out / "results.json").read_text())
-    assert len(summary["checks"]) == 4 and summary["header"]["model"] == str(micro)
+    # the four checks of objects, then those of the other kinds (report.kind_checks)
+    assert len(summary["checks"]) == 11 and summary["header"]["model"] == str(micro)
+    assert [row["kind"] for row in summary["kinds"]] == ["object", "attribute", "count", "relation"]
+    assert "Each kind of hallucination" in (out / "report.md").read_text()
     assert (out / "report.md").exists() and (out / "greedy" / "world-pope_adversarial.jsonl").exists()
     assert set(summary["comparison"]) == {"greedy", "sample", "vcd"}  # the baselines always run
 

@@ -20,7 +20,7 @@ from halluscope.cli import app
 from halluscope.compare import compare_runs, image_counts, method_comparison, paired_difference, read_run
 from halluscope.report.html import build_report, hallucinated_spans, marked
 from halluscope.runner import run_benchmark
-from halluscope.tasks import POPE, WorldCHAIR, WorldPOPE
+from halluscope.tasks import POPE, WorldCHAIR, WorldPOPE, WorldQA
 
 from micro_eval import micro_adapter
 
@@ -67,19 +67,24 @@ def test_read_run_names_a_folder_that_is_not_a_run(tmp_path):
 
 @pytest.fixture(scope="module")
 def world_runs(tmp_path_factory):
-    """greedy and vcd runs of the micro model on the world's POPE-adversarial and CHAIR."""
+    """greedy and vcd runs of the micro model on the world's POPE-adversarial and random, CHAIR and the
+    relation questions."""
     root = tmp_path_factory.mktemp("runs")
     world, adapter = World(seed=0), micro_adapter(World(seed=0))
     for method in ("greedy", "vcd"):
         for task in (WorldPOPE(world, "adversarial", n_images=4), WorldPOPE(world, "random", n_images=4),
-                     WorldCHAIR(world, n_images=4, max_new_tokens=8)):
+                     WorldCHAIR(world, n_images=4, max_new_tokens=8), WorldQA(world, "relation", n_images=4)):
             run_benchmark(task, adapter, root / method, method=method, batch_size=4, progress=False)
     return root
 
 
 def test_compare_runs_and_the_method_comparison_agree(world_runs):
     out = compare_runs(world_runs / "vcd", world_runs / "greedy")
-    assert set(out["benchmarks"]) == {"world-pope:adversarial", "world-pope:random", "world-chair"}
+    assert set(out["benchmarks"]) == {"world-pope:adversarial", "world-pope:random", "world-chair",
+                                      "world-qa:relation"}
+    # world-qa's paired accuracy is the accuracy its own score gives
+    qa = read_run(world_runs / "greedy")["world-qa:relation"].results["metrics"]
+    assert "open" not in qa and out["benchmarks"]["world-qa:relation"]["accuracy"]["b"] == pytest.approx(qa["accuracy"])
     assert out["method_a"] == "vcd" and out["method_b"] == "greedy"
     comp = method_comparison({m: read_run(world_runs / m) for m in ("greedy", "vcd")})
     for bench, e in comp["vcd"].items():
@@ -91,7 +96,7 @@ def test_compare_runs_and_the_method_comparison_agree(world_runs):
 def test_report_of_world_runs_draws_the_images_and_marks_hallucinations(world_runs, tmp_path):
     figures = build_report([world_runs / "greedy", world_runs / "vcd"], tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text()
-    for section in ("profile", "comparison", "benchmarks", "gallery", "false-positives"):
+    for section in ("profile", "kinds", "comparison", "benchmarks", "gallery", "false-positives"):
         assert f'id="{section}"' in page
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     assert page.count("data:image/png;base64,") >= 2 + 4  # two figures, the gallery's images

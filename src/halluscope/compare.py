@@ -23,7 +23,7 @@ import numpy as np
 
 from . import metrics
 from .runner import read_jsonl, run_benchmark
-from .tasks.world import CHAIR_FROM_SUMS, POPE_FROM_SUMS, chair_counts, metric_of
+from .tasks.world import CHAIR_FROM_SUMS, POPE_FROM_SUMS, QA_FROM_SUMS, chair_counts, metric_of, qa_counts
 
 
 # ---------------------------------------------------------------------------- per-image counts
@@ -49,6 +49,12 @@ def _real_chair_rows(records: list[dict], task_args: dict[str, Any]) -> np.ndarr
     return chair_counts([{"objects": sorted(gt[str(r["image_id"])])} for r in records], per_sample)
 
 
+def _qa_rows(records: list[dict], _: dict[str, Any]) -> np.ndarray:
+    """world-qa's count rows (yes/no and open questions together), yes/no answers read as its score reads them."""
+    return qa_counts([r | {"prediction": metrics.parse_yes_no(r["prediction"])} if r["form"] == "yes_no" else r
+                      for r in records])
+
+
 @dataclass(frozen=True)
 class Scoring:
     """How a benchmark's records become per-image count rows, and its metrics from their sums.
@@ -65,7 +71,9 @@ YES_NO = Scoring(lambda records, _: _yes_no_rows(records), POPE_FROM_SUMS, "accu
 CAPTIONS = Scoring(lambda records, _: chair_counts(records), CHAIR_FROM_SUMS, "chair_i",
                    frozenset({"chair_i", "chair_s"}))
 COCO_CAPTIONS = Scoring(_real_chair_rows, CHAIR_FROM_SUMS, "chair_i", frozenset({"chair_i", "chair_s"}))
-SCORINGS = {"world-pope": YES_NO, "pope": YES_NO, "mme": YES_NO, "world-chair": CAPTIONS, "chair": COCO_CAPTIONS}
+QUESTIONS = Scoring(_qa_rows, QA_FROM_SUMS, "accuracy")
+SCORINGS = {"world-pope": YES_NO, "pope": YES_NO, "mme": YES_NO, "world-chair": CAPTIONS, "chair": COCO_CAPTIONS,
+            "world-qa": QUESTIONS}
 
 
 def scoring(benchmark: str, records: list[dict] | None = None) -> Scoring:

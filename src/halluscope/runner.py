@@ -135,7 +135,9 @@ def run_benchmark(benchmark: Task, adapter, output_dir: str | Path, method: str 
     results_path = out / f"{name}.results.json"
     config = {"benchmark": benchmark.name, "model": adapter.name, "method": method, "method_args": method_args,
               "batch_size": batch_size, "limit": limit, "seed": seed, "num_processes": world_size,
-              "task_args": task_args(benchmark)}
+              "task_args": task_args(benchmark),
+              # how `load_model` loaded it (dtype, device, device_map, trust_remote_code, ...), where it did
+              "load_args": dict(getattr(adapter, "load_args", None) or {})}
     samples = benchmark.samples()
     n_original = len(samples)
     if limit is not None:
