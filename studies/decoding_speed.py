@@ -192,12 +192,12 @@ def main() -> None:
         min_new = max_new if mode == "fixed" else 0
         if ends is not None:
             ends["lengths"] = lengths[b][:rows].clamp(max=max_new) if mode == "to_eos" else None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if name == "vdgd":
             new = decoder.answer(adapter, ims, prompts, descriptions[b], max_new, min_new)
         else:
             new = decoder.generate(adapter, adapter.decode_inputs(decoder, ims, prompts), max_new, min_new)
-        return time.perf_counter() - t0, count_tokens(new, eos), new.shape[1]
+        return time.perf_counter() - t0, time.process_time() - c0, count_tokens(new, eos), new.shape[1]
 
     names = (*methods, DOUBLED)
     runs = [(n, mode) for mode in modes for n in names]
@@ -211,6 +211,7 @@ def main() -> None:
     # Greedy decisions are deterministic: the tokens and steps of a (method, mode, batch) are the same
     # in every repetition, only the time varies. The order rotates batch by batch.
     seconds = {r: [[0.0] * args.reps for _ in batches] for r in runs}
+    cpu_seconds = {r: [[0.0] * args.reps for _ in batches] for r in runs}  # this process's CPU time, all threads
     tokens = {r: [0] * len(batches) for r in runs}
     steps = {r: [0] * len(batches) for r in runs}
     per_rep = []
@@ -218,9 +219,10 @@ def main() -> None:
         for b in range(len(batches)):
             shift = (rep * len(batches) + b) % len(runs)
             for r in runs[shift:] + runs[:shift]:
-                seconds[r][b][rep], tokens[r][b], steps[r][b] = run(*r, b)
+                seconds[r][b][rep], cpu_seconds[r][b][rep], tokens[r][b], steps[r][b] = run(*r, b)
         rate = {r: sum(tokens[r]) / sum(t[rep] for t in seconds[r]) for r in runs}
-        per_rep.append({f"{n}/{mode}": rate[n, mode] / rate["greedy", mode] for n, mode in runs if n != "greedy"})
+        per_rep.append({f"{n}/{mode}": rate[n, mode] / rate["greedy", mode] for n, mode in runs if n != "greedy"}
+                       | {"load_average": os.getloadavg()[0]})
         print(f"rep {rep}: " + "; ".join(
             f"{mode}: greedy {rate['greedy', mode]:.1f} tok/s, " +
             ", ".join(f"{n} {rate[n, mode] / rate['greedy', mode]:.2f}x" for n in names[1:]) for mode in modes),
@@ -232,9 +234,13 @@ def main() -> None:
                            "ms_per_step": 1000 * total[n, mode] / sum(steps[n, mode])} for n in names}
                 for mode in modes}
 
-    # "best": each batch's fastest repetition (the least disturbed by load); "all": every repetition.
+    # "best": each batch's fastest repetition (the least disturbed by load); "all": every repetition. Wall-clock
+    # time, and ("cpu_best", "cpu_all") this process's CPU time: on a machine shared with jobs that do not wait
+    # for it, the CPU time a call used moves less with their load than its wall-clock time does.
     summary = {"best": summarise({r: sum(map(min, seconds[r])) for r in runs}),
-               "all": summarise({r: sum(map(sum, seconds[r])) / args.reps for r in runs})}
+               "all": summarise({r: sum(map(sum, seconds[r])) / args.reps for r in runs}),
+               "cpu_best": summarise({r: sum(map(min, cpu_seconds[r])) for r in runs}),
+               "cpu_all": summarise({r: sum(map(sum, cpu_seconds[r])) / args.reps for r in runs})}
     ratios = {k: {mode: {n: v[mode][n]["tokens_per_s"] / v[mode]["greedy"]["tokens_per_s"] for n in methods[1:]}
                   for mode in modes} for k, v in summary.items()}
     # The doubled batch: its seconds over greedy's for the same samples' tokens; its inverse is the ratio to greedy
@@ -251,17 +257,20 @@ def main() -> None:
     for mode in modes:
         best = summary["best"][mode]
         print(f"\n{titles[mode]}")
-        print(f"{'method':<10}{'tok/s':>8}{'tokens':>8}{'x greedy':>10}{'all reps':>10}{'median rep':>12}")
+        print(f"{'method':<10}{'tok/s':>8}{'tokens':>8}{'x greedy':>10}{'all reps':>10}{'median rep':>12}"
+              f"{'CPU time':>10}")
         print(f"{'greedy':<10}{best['greedy']['tokens_per_s']:>8.1f}{best['greedy']['tokens']:>8}{1:>10.2f}"
-              f"{1:>10.2f}{1:>12.2f}")
+              f"{1:>10.2f}{1:>12.2f}{1:>10.2f}")
         for n in methods[1:]:
             median = statistics.median(r[f"{n}/{mode}"] for r in per_rep)
             ratio = ratios["best"][mode][n]
             print(f"{n:<10}{best[n]['tokens_per_s']:>8.1f}{best[n]['tokens']:>8}{ratio:>10.2f}"
-                  f"{ratios['all'][mode][n]:>10.2f}{median:>12.2f}" + ("" if ratio >= target else "  below target"))
+                  f"{ratios['all'][mode][n]:>10.2f}{median:>12.2f}{ratios['cpu_best'][mode][n]:>10.2f}"
+                  + ("" if ratio >= target else "  below target"))
         d = doubled["best"][mode]
         print(f"doubled batch: {d['time_ratio']:.2f}x greedy's time (all reps "
-              f"{doubled['all'][mode]['time_ratio']:.2f}x): a method costing a doubled batch runs at "
+              f"{doubled['all'][mode]['time_ratio']:.2f}x, "
+              f"CPU time {doubled['cpu_best'][mode]['time_ratio']:.2f}x): a method costing a doubled batch runs at "
               f"{d['x_greedy_bound']:.2f}x greedy")
     result = {
         "model": adapter.name, "shape": shape_facts, "device": args.device, "threads": threads,
@@ -273,6 +282,9 @@ def main() -> None:
         "describe_seconds": describe_seconds, "warmup_seconds": warmup_seconds,
         "load_average_before": load_before, "load_average_after": load_after,
         "summary": summary, "ratio_tokens_per_s": ratios["best"], "ratio_tokens_per_s_all": ratios["all"],
+        "ratio_tokens_per_cpu_s": ratios["cpu_best"],
+        "calls": {f"{n}/{mode}": {"seconds": seconds[n, mode], "cpu_seconds": cpu_seconds[n, mode]}
+                  for n, mode in runs},  # [batch][rep]
         "doubled_batch": doubled, "per_rep": per_rep, "target": target, "modes": {m: titles[m] for m in modes},
     }
     path = write_result("decoding_speed", result, path=args.out, model_hash=model_hash(adapter.name))
