@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--train", default=None, help="TrainConfig overrides, e.g. steps=1000,batch_size=32")
     ap.add_argument("--tiny", default=None, help="TinyConfig overrides, e.g. tie_embeddings=True")
     ap.add_argument("--knobs", default=None, help="world knobs, e.g. scene_strength=0.9")
+    ap.add_argument("--qa-mix", default=None, help="TrainConfig.qa_mix as type:share,..., e.g. "
+                                                   "existence:0.5,attribute:0.1,attribute_yes_no:0.1,...")
     ap.add_argument("--train-only", action="store_true", help="train the listed seeds and stop")
     ap.add_argument("--pope-images", type=int, default=500)
     ap.add_argument("--chair-images", type=int, default=1000)
@@ -46,6 +48,8 @@ def main() -> None:
 
     out, world = Path(args.out), World(**parse_kv(args.knobs, "--knobs"))
     overrides = parse_kv(args.train, "--train")
+    if args.qa_mix:
+        overrides["qa_mix"] = {k: float(v) for k, v in (p.split(":") for p in args.qa_mix.split(","))}
     tiny = TinyConfig(**parse_kv(args.tiny, "--tiny"))
     rows = []
     for seed in map(int, args.seeds.split(",")):

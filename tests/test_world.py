@@ -89,6 +89,30 @@ def test_questions_have_exact_answers(world):
                 assert q["answer"] == next(o.color for o in t.objects if o.cls == cls)
 
 
+def test_yes_no_training_questions_are_balanced_and_exact(world):
+    """attribute_yes_no and count_yes_no ask world-qa's yes/no wording with the true value half the time."""
+    rng = np.random.default_rng(0)
+    answers = {"attribute_yes_no": [], "count_yes_no": []}
+    singular = {v: k for k, v in PLURALS.items()}
+    for s in world.sample("train", 200):
+        t, counts = s.truth, s.truth.counts()
+        for qtype in answers:
+            q = world.question(t, qtype, rng)
+            if q is None:
+                continue
+            answers[qtype].append(q["answer"])
+            words = q["question"].rstrip("?").split()
+            if qtype == "attribute_yes_no":  # Is the fork red?
+                cls, color = words[2], words[3]
+                assert q["answer"] == ("yes" if next(o.color for o in t.objects if o.cls == cls) == color else "no")
+            else:  # Is there one fork? / Are there two forks?
+                n, cls = NUMBERS.index(words[2]), singular.get(words[3], words[3])
+                assert q["answer"] == ("yes" if counts[cls] == n else "no")
+    for qtype, said in answers.items():
+        assert len(said) > 100 and 0.4 < said.count("yes") / len(said) < 0.6, qtype
+    assert {q["type"] for q in world.questions(world.scene("train", 0), rng)} <= set(World.QUESTION_TYPES)
+
+
 def test_vocabulary_covers_all_texts(world):
     vocab = set(world.vocabulary())
     rng = np.random.default_rng(1)

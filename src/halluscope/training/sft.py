@@ -70,7 +70,8 @@ class TrainConfig(Config):
     )
     qa_mix: dict[str, float] = field(
         default_factory=lambda: {"existence": 0.6, "attribute": 0.15, "count": 0.15, "relation": 0.1},
-        metadata={"help": "question type -> share of the turns of a QA conversation"},
+        metadata={"help": "question type -> share of the turns of a QA conversation; types: existence, attribute "
+                          "(open colour), count (open number), relation (yes/no), attribute_yes_no, count_yes_no"},
     )
     qa_turns: int = field(default=6, metadata={
         "help": "questions per QA conversation (multi-turn, as in LLaVA's data)"})
@@ -92,7 +93,7 @@ class TrainConfig(Config):
             setattr(self, name, tuple(getattr(self, name)))
             if len(getattr(self, name)) != 2 or not all(0 <= b < 1 for b in getattr(self, name)):
                 self.fail(name, "use two numbers in [0, 1), e.g. (0.9, 0.999)")
-        for name, allowed in (("task_mix", TASKS), ("qa_mix", World.QUESTION_TYPES)):
+        for name, allowed in (("task_mix", TASKS), ("qa_mix", World.TRAIN_QUESTION_TYPES)):
             mix = getattr(self, name)
             if set(mix) - set(allowed) or any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
                 self.fail(name, f"use non-negative shares over {allowed}")

@@ -17,8 +17,8 @@ from PIL import Image
 
 from . import language, pope, qa
 from .config import WorldConfig
-from .glyphs import CLASSES, PLURALS
-from .language import NUMBERS, QUESTION_TEMPLATES
+from .glyphs import CLASSES, COLORS, PLURALS
+from .language import NUMBERS, QUESTION_TEMPLATES, YES_NO_TEMPLATES
 from .render import draw
 from .scene import RELATIONS, SPLITS, Sample, Scene, SceneSampler
 
@@ -34,6 +34,9 @@ class World:
     """The synthetic world: `World(seed=0, **knobs)`; see `WorldConfig` for the knobs."""
 
     QUESTION_TYPES = ("existence", "attribute", "count", "relation")
+    # Training questions may also ask colour and count as yes/no questions (world-qa's wording), each a
+    # balanced draw of the true value (yes) or another one (no).
+    TRAIN_QUESTION_TYPES = (*QUESTION_TYPES, "attribute_yes_no", "count_yes_no")
 
     def __init__(self, seed: int = 0, **knobs: Any) -> None:
         valid = {f.name for f in dataclasses.fields(WorldConfig)}
@@ -113,6 +116,23 @@ class World:
                 return None
             o = singles[rng.integers(len(singles))]
             return {"type": qtype, "question": template.format(o.cls), "answer": o.color}
+        if qtype == "attribute_yes_no":
+            singles = [o for o in scene.objects if counts[o.cls] == 1]
+            if not singles:
+                return None
+            o = singles[rng.integers(len(singles))]
+            color, answer = o.color, "yes"
+            if rng.random() < 0.5:
+                others = [c for c in COLORS if c != o.color]
+                color, answer = others[rng.integers(len(others))], "no"
+            return {"type": qtype, "question": YES_NO_TEMPLATES["attribute"].format(o.cls, color), "answer": answer}
+        if qtype == "count_yes_no":
+            cls = present[rng.integers(len(present))]
+            n, answer = counts[cls], "yes"
+            if rng.random() < 0.5:
+                others = [m for m in range(1, max(qa.MAX_ASKED_COUNT, n + 1) + 1) if m != n]
+                n, answer = others[rng.integers(len(others))], "no"
+            return {"type": qtype, "question": qa.count_question(cls, n), "answer": answer}
         if qtype == "count":
             pool = present if (not absent or rng.random() < 0.5) else absent
             cls = pool[rng.integers(len(pool))]
@@ -126,7 +146,7 @@ class World:
             if rng.random() < 0.5:
                 rel, answer = [r for r in RELATIONS if r != rel][rng.integers(3)], "no"
             return {"type": qtype, "question": template.format(a, rel, b), "answer": answer}
-        raise ValueError(f"unknown question type {qtype!r}; use one of {self.QUESTION_TYPES}")
+        raise ValueError(f"unknown question type {qtype!r}; use one of {self.TRAIN_QUESTION_TYPES}")
 
     def questions(self, scene: Scene, rng: np.random.Generator) -> list[dict[str, str]]:
         """One question of each type the scene allows (existence, attribute, count, relation)."""
