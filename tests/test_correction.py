@@ -114,9 +114,11 @@ def test_questions_use_the_worlds_templates():
     claims, _ = corrector.extractor.extract("the image shows two red cups and a small fork. the fork is left of "
                                             "the cup.")
     texts = [q.text for q in corrector.formulator.first(claims)]
-    assert texts == ["Are there two cups?", "Is the cup red?", "Is there a cup in the image?", "Is there one fork?",
-                     "Is the fork small?", "Is there a fork in the image?", "Is the fork left of the cup?"]
-    assert len(make_corrector("woodpecker:oracle", check_size=False).formulator.first(claims)) == 6
+    assert texts == ["How many cups are there?", "What color is the cup?", "Is there a cup in the image?",
+                     "How many forks are there?", "Is the fork small?", "Is there a fork in the image?",
+                     "Is the fork left of the cup?", "Is the fork right of the cup?", "Is the fork above the cup?",
+                     "Is the fork below the cup?"]
+    assert len(make_corrector("woodpecker:oracle", check_size=False).formulator.first(claims)) == 9
 
 
 def test_rewriter_deletes_and_fixes_in_the_grammar():

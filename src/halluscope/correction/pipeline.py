@@ -172,13 +172,13 @@ def make_corrector(spec: str = "woodpecker:self", adapter=None, domain: str = "w
         formulator: Formulator = (world.LogicCheckQuestions() if logic else
                                   world.WoodpeckerQuestions(cfg.threshold, cfg.check_size, cfg.fix))
         decider: Decider = (world.LogicCheckDecider(cfg.threshold, cfg.loop_threshold) if logic else
-                            world.WoodpeckerDecider(cfg.threshold))
+                            world.WoodpeckerDecider(cfg.threshold, cfg.fix))
         rewriter: Rewriter = world.WorldRewriter()
     else:
         extractor = real.RealExtractor()
         formulator = real.RealLogicCheckQuestions() if logic else real.RealQuestions()
         decider = (world.LogicCheckDecider(cfg.threshold, cfg.loop_threshold, real.names_class(extractor)) if logic
-                   else world.WoodpeckerDecider(cfg.threshold))
+                   else world.WoodpeckerDecider(cfg.threshold, cfg.fix))
         rewriter = real.RuleRewriter() if cfg.rewriter == "rules" else real.LMRewriter.from_pretrained(cfg.rewriter)
     return Corrector(f"{name}:{cfg.validator}", extractor, formulator, validator, decider, rewriter, cfg)
 

@@ -62,8 +62,9 @@ def validation_scores(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def edit_scores(records: list[dict[str, Any]]) -> dict[str, Any]:
+    # the pipeline's own edits: of claims it refuted (not those that went with a refuted object)
     own = [c for r in records for c in r["checks"] if c["verdict"]["action"] != "keep"
-           and c["verdict"]["why"] != "its object was refuted" and c["true"] is not None]
+           and c["verdict"]["supported"] is False and c["true"] is not None]
     false = [c for r in records for c in r["checks"] if c["true"] is False]
     fixes = [c for c in own if c["verdict"]["action"] == "fix" and c.get("fix_true") is not None]
     by_kind = {}

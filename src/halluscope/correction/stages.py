@@ -28,9 +28,11 @@ class Question:
     """One question about one claim (`claim`: its index in the caption's claims).
 
     `kind`: what it asks ("existence", "attribute", "size", "count", "relation"); `form`: "yes_no" or "open";
-    `role`: "check" (a yes answers the claim), "fix" (the answer gives the value to put in) or "loop"
-    (LogicCheck's closing question). `cls`, `value`, `other` say what is asked, for an answerer that reads
-    them rather than the text (the truth, a detector)."""
+    `role`: "check" (a yes supports the claim), "answer" (an open answer: the claimed value supports it,
+    another refutes it and is its fix), "choice" (one of the yes/no questions about each alternative value,
+    the claim's among them: the likeliest wins), "loop" and "close" (LogicCheck's questions). `cls`, `value`,
+    `other`, `n` (the claimed number of the phrase) say what is asked, for an answerer that reads them
+    rather than the text (the truth, a detector)."""
 
     claim: int
     kind: str
@@ -40,6 +42,7 @@ class Question:
     value: Any = None
     other: str | None = None
     role: str = "check"
+    n: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "form": self.form, "text": self.text, "role": self.role}

@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..world import (
-    COLORS, NUMBERS, PLURALS, QUESTION_TEMPLATES, CaptionParts, Phrase, parse_world_caption, relation, tokenize_words,
+    COLORS, NUMBERS, PLURALS, QUESTION_TEMPLATES, RELATIONS, CaptionParts, Phrase, parse_world_caption, relation,
+    tokenize_words,
 )
 from ..world.claims import Claim, parse_claims
 from ..world.language import RELATION_SENTENCE, YES_NO_TEMPLATES
@@ -55,7 +56,8 @@ def check_question(i: int, c: Claim) -> Question | None:
         return Question(i, "existence", "yes_no", YES_NO_TEMPLATES["existence"].format(c.cls), c.cls)
     if c.kind == "attribute":
         kind = "attribute" if c.attribute == "color" else "size"
-        return Question(i, kind, "yes_no", YES_NO_TEMPLATES["attribute"].format(c.cls, c.value), c.cls, c.value)
+        return Question(i, kind, "yes_no", YES_NO_TEMPLATES["attribute"].format(c.cls, c.value), c.cls, c.value,
+                        n=c.n)
     if c.kind == "count":
         if not 0 <= c.value < len(NUMBERS):
             return None
@@ -75,6 +77,12 @@ def count_open_question(i: int, cls: str, role: str) -> Question:
     return Question(i, "count", "open", QUESTION_TEMPLATES["count"].format(PLURALS[cls]), cls, role=role)
 
 
+def relation_choices(i: int, c: Claim) -> list[Question]:
+    """"Is the A r the B?" for every relation r: the model picks one, so its yes-bias cancels."""
+    return [Question(i, "relation", "yes_no", YES_NO_TEMPLATES["relation"].format(c.cls, r, c.value[1]), c.cls, r,
+                     c.value[1], role="choice") for r in RELATIONS]
+
+
 def said_yes(answer: Answer | None, threshold: float) -> bool | None:
     """Whether an answer to a yes/no question is yes (p(yes) >= threshold), None without an answer."""
     if answer is None:
@@ -85,9 +93,12 @@ def said_yes(answer: Answer | None, threshold: float) -> bool | None:
 
 
 class WoodpeckerQuestions:
-    """First a yes/no question per claim (size claims only with `check_size`); then, for each refuted
-    colour, number or relation whose object was not refuted, the question that gives its fix: "What
-    color is the X?", "How many Xs are there?", "Is the A <opposite> the B?"."""
+    """Woodpecker's questions in the world's words. An object: "Is there a X in the image?" (yes/no). A
+    colour and a number: the open question whose answer is compared with the claim, as Woodpecker compares
+    its VQA answers ("What color is the X?", "How many Xs are there?"); where the answer names no colour
+    or number, the yes/no question follows ("Is the X c?", "Are there n Xs?"). A relation: the yes/no
+    question for each of the four relations, the likeliest wins (one question would meet the model's
+    yes-bias). "small": "Is the X small?" (with `check_size`)."""
 
     def __init__(self, threshold: float = 0.5, check_size: bool = True, fix: bool = True) -> None:
         self.threshold, self.check_size, self.fix = threshold, check_size, fix
@@ -95,30 +106,36 @@ class WoodpeckerQuestions:
     def first(self, claims: list[Claim]) -> list[Question]:
         out = []
         for i, c in enumerate(claims):
-            q = check_question(i, c)
-            if q is not None and (q.kind != "size" or self.check_size):
-                out.append(q)
+            if c.kind == "attribute" and c.attribute == "color":
+                out.append(colour_question(i, c.cls, "answer"))
+            elif c.kind == "count":
+                out.append(count_open_question(i, c.cls, "answer"))
+            elif c.kind == "relation":
+                out += relation_choices(i, c) if c.cls != c.value[1] else []  # self: refuted by its words
+            else:
+                q = check_question(i, c)
+                if q is not None and (q.kind != "size" or self.check_size):
+                    out.append(q)
         return out
 
     def then(self, claims: list[Claim], questions: list[Question], answers: list[Answer | None]) -> list[Question]:
-        if not self.fix:
-            return []
-        refuted = {q.claim for q, a in zip(questions, answers) if q.role == "check" and said_yes(a, self.threshold)
-                   is False}
-        gone = {claims[i].cls for i in refuted if claims[i].kind == "object"}
         out = []
-        for i in sorted(refuted):
-            c = claims[i]
-            if c.cls in gone or (c.kind == "relation" and c.value[1] in gone):
+        for q, a in zip(questions, answers):
+            if q.role != "answer" or a is None:
                 continue
-            if c.kind == "attribute" and c.attribute == "color":
-                out.append(colour_question(i, c.cls, "fix"))
-            elif c.kind == "count":
-                out.append(count_open_question(i, c.cls, "fix"))
-            elif c.kind == "relation" and c.value[0] in OPPOSITE:
-                rel, other = OPPOSITE[c.value[0]], c.value[1]
-                out.append(Question(i, "relation", "yes_no", YES_NO_TEMPLATES["relation"].format(c.cls, rel, other),
-                                    c.cls, rel, other, role="fix"))
+            c = claims[q.claim]
+            said = parse_open(q.kind, a.text)
+            follow = check_question(q.claim, c)
+            if follow is None:
+                continue
+            if not said:  # no value named: the yes/no question decides
+                out.append(follow)
+            elif (said if q.kind == "attribute" else NUMBERS.index(said)) != c.value and said != "zero":
+                # the answer contradicts the claim: ask yes/no of both values; the likelier one stands
+                other = check_question(q.claim, Claim(c.kind, c.text, c.span, c.cls, said if q.kind == "attribute"
+                                                      else NUMBERS.index(said), c.attribute, c.n))
+                follow.role = other.role = "confirm"
+                out += [follow, other]
         return out
 
 
@@ -152,11 +169,10 @@ class LogicCheckQuestions:
 
 # ---------------------------------------------------------------------------- 3. the oracle
 class OracleValidator:
-    """Answers every question from the scene's exact truth: the ceiling of validation.
-
-    A colour or size question asks about every object of the class ("Is the fork red?": are all the
-    forks red), as the grammar says a colour only when all share it; where the caption's number is wrong
-    this is the reading its fixed phrase will have."""
+    """Answers every question from the scene's exact truth: the ceiling of validation. A yes/no question
+    is answered as `claims.judge` reads its claim (a colour of a phrase of n objects: at least min(n, count)
+    of them have it); "What color is the X?" with the colour all the class's objects share ("" where they
+    differ, as a caption says no colour then)."""
 
     name = "oracle"
 
@@ -180,10 +196,9 @@ def truth_answer(scene, q: Question) -> Answer:
         return Answer(NUMBERS[len(objs)] if len(objs) < len(NUMBERS) else str(len(objs)))
     if q.kind == "existence":
         yes = bool(objs)
-    elif q.kind == "attribute":
-        yes = bool(objs) and all(o.color == q.value for o in objs)
-    elif q.kind == "size":
-        yes = bool(objs) and all(o.size == "small" for o in objs)
+    elif q.kind in ("attribute", "size"):  # as `claims.judge` reads a phrase of n objects
+        has = sum((o.color == q.value) if q.kind == "attribute" else (o.size == "small") for o in objs)
+        yes = bool(objs) and has >= max(1, min(q.n, len(objs)))
     elif q.kind == "count":
         yes = len(objs) == q.value
     else:  # relation
@@ -204,43 +219,75 @@ def _dependents(claims: list[Claim], verdicts: list[Verdict]) -> None:
 
 
 class WoodpeckerDecider:
-    """A claim whose check is answered no is refuted (p(yes) < threshold). A refuted colour becomes the
-    answered colour (deleted where the answer names none or the same), a refuted number the answered one
-    (kept where the answer gives no other number of at least one), a refuted relation its opposite where
-    that is answered yes (else deleted); a refuted object or size is deleted."""
+    """The verdicts from the answers. An object answered no (p(yes) < threshold) is deleted, with its
+    colour, number and relations. A colour or number whose open answer names another value is refuted and
+    fixed to it (a number to at least one; with `fix` off, a colour is deleted and a number kept); where the
+    open answer names none, the yes/no answer decides (a refuted colour is deleted, a number kept). A
+    relation is refuted when another relation is likelier; it is turned to that one when it is answered yes,
+    else deleted. "small" answered no is deleted. A colour whose class's number is fixed stays only where
+    the open answer named that colour (the phrase will then speak of every object)."""
 
-    def __init__(self, threshold: float = 0.5) -> None:
-        self.threshold = threshold
+    def __init__(self, threshold: float = 0.5, fix: bool = True) -> None:
+        self.threshold, self.fix = threshold, fix
 
     def decide(self, claims: list[Claim], questions: list[Question], answers: list[Answer | None]) -> list[Verdict]:
-        checks = {q.claim: a for q, a in zip(questions, answers) if q.role == "check"}
-        fixes = {q.claim: (q, a) for q, a in zip(questions, answers) if q.role == "fix"}
-        verdicts = []
-        for i, c in enumerate(claims):
-            yes = said_yes(checks.get(i), self.threshold)
-            if yes is None:
-                verdicts.append(Verdict(None, "keep", why="not checked"))
-            elif yes:
-                verdicts.append(Verdict(True, "keep", why="answered yes"))
-            else:
-                verdicts.append(self._refuted(c, fixes.get(i)))
+        asked: dict[int, list[tuple[Question, Answer | None]]] = {}
+        for q, a in zip(questions, answers):
+            asked.setdefault(q.claim, []).append((q, a))
+        verdicts = [self._one(c, asked.get(i, [])) for i, c in enumerate(claims)]
+        fixed = {c.cls for c, v in zip(claims, verdicts) if c.kind == "count" and v.action == "fix"}
+        for i, c in enumerate(claims):  # a colour of a class whose number changes must hold for all of them
+            if c.kind == "attribute" and c.attribute == "color" and c.cls in fixed and verdicts[i].action == "keep":
+                said = next((parse_open("attribute", a.text) for q, a in asked.get(i, [])
+                             if q.role == "answer" and a is not None), "")
+                if said != c.value:
+                    verdicts[i] = Verdict(verdicts[i].supported, "delete", why="its number was fixed; the colour "
+                                                                                 "is not said of all")
         _dependents(claims, verdicts)
         return verdicts
 
-    def _refuted(self, c: Claim, fix: tuple[Question, Answer | None] | None) -> Verdict:
+    def _one(self, c: Claim, asked: list[tuple[Question, Answer | None]]) -> Verdict:
+        check = next((a for q, a in asked if q.role == "check"), None)
+        if c.kind == "relation" and c.cls == c.value[1]:
+            return Verdict(False, "delete", why="a class related to itself")
+        if c.kind == "relation":
+            choices = [(a.p_yes if a is not None and a.p_yes is not None else float(said_yes(a, 0.5) or 0), q.value)
+                       for q, a in asked if q.role == "choice"]
+            if not choices:
+                return Verdict(None, "keep", why="not checked")
+            p_claimed = next(p for p, r in choices if r == c.value[0])
+            p_best, best = max(choices)
+            if p_best < self.threshold:
+                return Verdict(False, "delete", why=f"no relation answered yes (best {p_best:.2f})")
+            if p_claimed >= p_best:
+                return Verdict(True, "keep", why=f"likeliest relation ({p_claimed:.2f})")
+            if self.fix and p_claimed < self.threshold:  # turned only where the claimed one is answered no
+                return Verdict(False, "fix", (best, c.value[1]), f"{best} likelier ({p_best:.2f} > {p_claimed:.2f})")
+            return Verdict(False, "delete", why=f"{best} likelier ({p_best:.2f} > {p_claimed:.2f})")
+        if c.kind in ("attribute", "count") and (c.kind == "count" or c.attribute == "color"):
+            said = next((parse_open(c.kind, a.text) for q, a in asked if q.role == "answer" and a is not None), "")
+            if said:
+                value = said if c.kind == "attribute" else NUMBERS.index(said)
+                if value == c.value:
+                    return Verdict(True, "keep", why=f"answered {said}")
+                if c.kind == "count" and value == 0:
+                    return Verdict(False, "keep", why="answered zero (its object was not refuted)")
+                confirm = {q.value: a for q, a in asked if q.role == "confirm" and a is not None}
+                p_claimed, p_said = (confirm[v].p_yes if v in confirm and confirm[v].p_yes is not None else
+                                     float(said_yes(confirm.get(v), 0.5) or 0) for v in (c.value, value))
+                if confirm and p_claimed >= p_said:
+                    return Verdict(True, "keep", why=f"answered {said}, but yes to {c.value} is likelier "
+                                                     f"({p_claimed:.2f} >= {p_said:.2f})")
+                if self.fix:
+                    return Verdict(False, "fix", value, f"answered {said}")
+                return Verdict(False, "delete" if c.kind == "attribute" else "keep", why=f"answered {said}")
+        yes = said_yes(check, self.threshold)
+        if yes is None:
+            return Verdict(None, "keep", why="not checked")
+        if yes:
+            return Verdict(True, "keep", why="answered yes")
         if c.kind == "count":
-            said = parse_open("count", fix[1].text) if fix and fix[1] else ""
-            if said and said != "zero" and NUMBERS.index(said) != c.value:
-                return Verdict(False, "fix", NUMBERS.index(said), f"answered {said}")
-            return Verdict(False, "keep", why="refuted, but no other number answered")
-        if fix is not None and fix[1] is not None:
-            q, a = fix
-            if c.kind == "attribute":
-                said = parse_open("attribute", a.text)
-                if said and said != c.value:
-                    return Verdict(False, "fix", said, f"answered {said}")
-            elif c.kind == "relation" and said_yes(a, self.threshold):
-                return Verdict(False, "fix", (q.value, c.value[1]), f"answered yes to {q.value}")
+            return Verdict(False, "keep", why="answered no, but no other number")
         return Verdict(False, "delete", why="answered no")
 
 
@@ -309,11 +356,15 @@ def render(parts: CaptionParts, style: str) -> str:
 
 
 def _merge_repeats(phrases: list[Phrase]) -> list[Phrase]:
-    """One phrase per class (the grammar never repeats one): numbers add up, the first adjectives stay."""
+    """One phrase per class (the grammar never repeats one): numbers add up; a colour or "small" stays only
+    where every merged phrase says it (the merged phrase says it of all the objects)."""
     out: dict[str, Phrase] = {}
     for p in phrases:
         if p.cls in out:
-            out[p.cls].n = min(out[p.cls].n + p.n, len(NUMBERS) - 1)
+            q = out[p.cls]
+            q.n = min(q.n + p.n, len(NUMBERS) - 1)
+            q.color = q.color if q.color == p.color else None
+            q.small = q.small and p.small
         else:
             out[p.cls] = Phrase(p.cls, p.n, p.small, p.color)
     return list(out.values())
