@@ -123,13 +123,17 @@ def claim_positions(record: dict[str, Any]) -> list[tuple[dict[str, Any], int, f
 
 def position(records: Sequence[dict[str, Any]], max_sentences: int = 6) -> dict[str, Any]:
     """Hallucination rate (false claims / claims) against the claim's sentence index (0-based, the last bin
-    holding all later ones) and its relative word position in the caption (RELATIVE_BINS equal bins)."""
+    holding all later ones) and its relative word position in the caption (RELATIVE_BINS equal bins), over all
+    claims and within each kind."""
     by_sentence = np.zeros((max_sentences, 2))
     by_relative = np.zeros((RELATIVE_BINS, 2))
+    by_kind = {k: np.zeros((RELATIVE_BINS, 2)) for k in CLAIM_KINDS}
     for r in records:
         for c, sentence, rel in claim_positions(r):
+            b = min(int(rel * RELATIVE_BINS), RELATIVE_BINS - 1)
             by_sentence[min(sentence, max_sentences - 1)] += [not c["true"], 1]
-            by_relative[min(int(rel * RELATIVE_BINS), RELATIVE_BINS - 1)] += [not c["true"], 1]
+            by_relative[b] += [not c["true"], 1]
+            by_kind[c["kind"]][b] += [not c["true"], 1]
 
     def rows(counts: np.ndarray) -> dict[str, list]:
         return {"rate": [float(metrics.ratio(f, n)) if n else None for f, n in counts],
@@ -137,7 +141,9 @@ def position(records: Sequence[dict[str, Any]], max_sentences: int = 6) -> dict[
 
     edges = [round(i / RELATIVE_BINS, 3) for i in range(RELATIVE_BINS + 1)]
     return {"sentence": {"index": list(range(max_sentences)), **rows(by_sentence)},
-            "relative": {"edges": edges, **rows(by_relative)}}
+            "relative": {"edges": edges, **rows(by_relative)},
+            # within a kind: in the world's grammar relation sentences come last, so position and kind go together
+            "relative_by_kind": {k: rows(v) for k, v in by_kind.items() if v[:, 1].sum()}}
 
 
 __all__ = ["cooccurrence_clusters", "kinds", "overgeneralization", "position", "rate_with_ci", "scene_of"]

@@ -86,12 +86,20 @@ def plot_position(d: dict[str, Any]):
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     s, r = d["sentence"], d["relative"]
-    axes[0].plot(s["index"], [v if v is not None else float("nan") for v in s["rate"]], "o-", color="#e05d5d")
+    seen = [i for i, n in zip(s["index"], s["n"]) if n]
+    axes[0].plot(seen, [s["rate"][i] for i in seen], "o-", color="#e05d5d")
+    axes[0].set_xticks(seen)
     axes[0].set_xlabel("sentence index")
     axes[0].set_ylabel("share of claims false")
     mids = [(a + b) / 2 for a, b in zip(r["edges"][:-1], r["edges"][1:])]
-    axes[1].plot(mids, [v if v is not None else float("nan") for v in r["rate"]], "o-", color="#4a8fd8")
+    axes[1].plot(mids, [v if v is not None else float("nan") for v in r["rate"]], "o-", color="#555555",
+                 label="all claims")
+    for kind, rows in d.get("relative_by_kind", {}).items():
+        axes[1].plot(mids, [v if v is not None and n >= 10 else float("nan") for v, n in zip(rows["rate"], rows["n"])],
+                     ".--", lw=1,
+                     color=KIND_COLORS[kind], label=kind)
     axes[1].set_xlabel("relative word position in the caption")
+    axes[1].legend(fontsize=7)
     fig.suptitle("hallucination against position")
     return fig
 

@@ -25,6 +25,14 @@ def _f(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def _prior_verdict(persist: float | None) -> str:
+    if persist is None:
+        return "."
+    if persist >= 0.5:
+        return ": most false positives are what the language prior alone says."
+    return ": few false positives are the language prior alone; the image (or its noise) brings them in."
+
+
 def reading(key: str, d: dict[str, Any]) -> str:
     """One plain paragraph about analysis `key`'s result `d`."""
     if not isinstance(d, dict) or d.get("skipped"):
@@ -56,7 +64,14 @@ def reading(key: str, d: dict[str, Any]) -> str:
         if len(rel) >= 2:
             trend = (" Hallucination rises towards the end of the caption." if rel[-1] > rel[0]
                      else " Hallucination does not rise towards the end of the caption.")
-        return f"False claims by sentence: {text}; by relative position {', '.join(_p(v) for v in rel)}.{trend}"
+        within = []
+        for kind, rows in d.get("relative_by_kind", {}).items():
+            vals = [v for v, n in zip(rows["rate"], rows["n"]) if v is not None and n >= 10]
+            if len(vals) >= 2:
+                within.append(f"{kind} {_p(vals[0])} -> {_p(vals[-1])}")
+        within_text = f" Within each kind, first to last bin: {', '.join(within)}." if within else ""
+        return (f"False claims by sentence: {text}; by relative position {', '.join(_p(v) for v in rel)}.{trend}"
+                + within_text)
     if key == "base_rank":
         h, c = d["hallucinated"], d["correct"]
         if not h["n"]:
@@ -96,7 +111,7 @@ def reading(key: str, d: dict[str, Any]) -> str:
         return (f'"Yes" rate {_p(y["image"])} with the image, {_p(y["no_image"])} without it, {_p(y["noise"])} with '
                 f"a noised image; answers without the image agree with those given it {_p(ag['no_image'])} of the "
                 f"time. Of {d['false_positives']} false positives with the image, {_p(fp['no_image'])} persist "
-                f"without it and {_p(fp['noise'])} with noise: those come from the language prior.")
+                f"without it and {_p(fp['noise'])} with noise" + _prior_verdict(fp["no_image"]))
     if key == "attention_to_image":
         if not d.get("eager"):
             return d.get("note", "No eager attention.")

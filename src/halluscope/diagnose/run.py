@@ -31,13 +31,14 @@ ANALYSES = ("kinds", "overgeneralization", "position", "base_rank", "logit_elbow
 
 @dataclass
 class DiagnoseConfig(Config):
-    """How much of each analysis to run (the built-in model's defaults fit in a few CPU minutes)."""
+    """How much of each analysis to run (the defaults take about a minute with the built-in model on two CPU cores,
+    its base LM's training included: docs/diagnose.md)."""
 
-    n_captions: int = field(default=200, metadata={"help": "images captioned (kinds, position, base rank, elbow)"})
-    n_pope_images: int = field(default=50, metadata={"help": "world POPE-adversarial images (6 questions each)"})
-    n_stability: int = field(default=100, metadata={"help": "images for feature stability"})
-    n_gap: int = field(default=100, metadata={"help": "caption pairs for the modality gap"})
-    n_attention: int = field(default=100, metadata={"help": "captions for attention to the image"})
+    n_captions: int = field(default=1000, metadata={"help": "images captioned (kinds, position, base rank, elbow)"})
+    n_pope_images: int = field(default=200, metadata={"help": "world POPE-adversarial images (6 questions each)"})
+    n_stability: int = field(default=300, metadata={"help": "images for feature stability"})
+    n_gap: int = field(default=300, metadata={"help": "caption pairs for the modality gap"})
+    n_attention: int = field(default=300, metadata={"help": "captions for attention to the image"})
     trials: int = field(default=8, metadata={"help": "masked copies per image (feature stability)"})
     mask_ratio: float = field(default=0.25, metadata={"help": "share of patches masked in each copy"})
     n_train: int = field(default=2000, metadata={"help": "training scenes searched for the most similar images"})
