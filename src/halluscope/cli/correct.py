@@ -60,7 +60,8 @@ def run_correction(run: Path, spec: str, config: dict[str, Any], adapter, limit:
 
 def correct(
     run: Annotated[Path, typer.Option(metavar="DIR", help="a run folder of `halluscope eval` (world-chair or chair)")],
-    spec: Annotated[str, typer.Option("--correct", callback=spec_option, help=CORRECT_HELP)] = "woodpecker:self",
+    spec: Annotated[str, typer.Option("--correct", metavar="PIPELINE[:VALIDATOR]", callback=spec_option,
+                                      help=CORRECT_HELP)] = "woodpecker:self",
     correct_args: Annotated[str | None, typer.Option(metavar="K=V,...", help=CORRECT_ARGS_HELP)] = None,
     model: Annotated[str | None, typer.Option(metavar=opt.MODEL, help="the model that answers the self-check "
                                                                       "(default: the run's own)")] = None,
