@@ -34,6 +34,9 @@ def demo(
     method_chair_images: Annotated[int, typer.Option(min=1, help="test images captioned by every method in the "
                                                                  "comparison")] = 300,
     batch_size: Annotated[int, typer.Option(min=1, help="evaluation batch size")] = 64,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads for evaluation (default: 1 for the "
+        "built-in model, whose matrices are too small to share out: a second thread only waits, and on a busy "
+        "machine it waits long; torch's default for other models)")] = None,
     retrain: Annotated[bool, typer.Option(help="train the built-in model again even if cached")] = False,
     train_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help="the built-in model's training recipe: TrainConfig fields, e.g. steps=700,seed=1 "
@@ -73,6 +76,10 @@ def demo(
     else:
         adapter = opt.load(model)
     t_model = time.time() - t0
+    if threads or model == "tiny":
+        import torch
+
+        torch.set_num_threads(threads or 1)
     typer.echo(f"model ready in {t_model:.0f} s: {adapter.name}")
     # The methods first, so that greedy's speed is measured on the same captions as theirs.
     runs = run_methods(adapter, world, arms, output, pope_images=method_pope_images,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -44,8 +45,16 @@ def bootstrap_sums_ci(counts, statistic: Callable[[np.ndarray], np.ndarray], n_b
     n = len(counts)
     if not n:
         return (0.0, 0.0)
-    weights = np.stack([np.bincount(idx, minlength=n) for idx in _resamples(n, n_boot, seed)])
-    return _interval(statistic(weights @ counts), level)
+    return _interval(statistic(_weights(n, n_boot, seed) @ counts), level)
+
+
+@functools.lru_cache(maxsize=16)
+def _weights(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n): how often each resample draws each item; a benchmark scores many metrics and
+    subsets over the same items, so the draws are made once."""
+    weights = np.stack([np.bincount(idx, minlength=n) for idx in _resamples(n, n_boot, seed)]).astype(float)
+    weights.flags.writeable = False
+    return weights
 
 
 def ratio(numerator, denominator) -> np.ndarray:
