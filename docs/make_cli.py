@@ -13,7 +13,8 @@ from pathlib import Path
 
 PAGE = Path(__file__).resolve().parent / "cli.md"
 START, END = "<!-- commands:start (python docs/make_cli.py) -->", "<!-- commands:end -->"
-COMMANDS = [[], ["demo"], ["eval"], ["correct"], ["train"], ["align"], ["steer", "fit"], ["steer", "show"], ["world", "sample"]]
+COMMANDS = [[], ["demo"], ["eval"], ["correct"], ["train"], ["align"], ["steer", "fit"], ["steer", "show"],
+            ["world", "sample"]]
 
 
 def help_text(command: list[str]) -> str:
