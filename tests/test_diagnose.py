@@ -194,6 +194,11 @@ def micro_folder(micro, tmp_path_factory):
 
 def test_diagnose_command_on_the_world(micro_folder, tmp_path):
     out = tmp_path / "diag"
+    _ok("diagnose", "--model", micro_folder, "--limit", "2", "--diagnose-args", "n_train=50", "--output", out / "alone")
+    _ok("report", out / "alone", "--output", tmp_path / "alone.html")  # a diagnosis folder alone
+    assert 'alt="modality_gap"' in (tmp_path / "alone.html").read_text()
+    # a run folder that also holds a diagnosis: the report shows both
+    _ok("eval", "--model", micro_folder, "--tasks", "world-pope:random", "--n-images", "2", "--output", out)
     _ok("diagnose", "--model", micro_folder, "--limit", "3", "--diagnose-args", "n_train=50", "--output", out)
     diagnosis = json.loads((out / "diagnosis.json").read_text())
     assert list(diagnosis) == list(ANALYSES)
@@ -201,7 +206,8 @@ def test_diagnose_command_on_the_world(micro_folder, tmp_path):
     assert "## Reliance on the language prior" in (out / "diagnosis.md").read_text()
     assert 'id="diagnosis"' in (out / "diagnosis.html").read_text()
     _ok("report", out, "--output", tmp_path / "report.html")
-    assert 'alt="modality_gap"' in (tmp_path / "report.html").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert 'alt="modality_gap"' in page and "world-pope:random" in page
 
 
 def test_diagnose_command_on_a_real_model_folder_with_stand_in_images(tmp_path):
