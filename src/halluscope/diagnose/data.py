@@ -76,9 +76,11 @@ def chair_claims(caption: str, words: Sequence[str], categories: Sequence[str], 
 
 
 def real_caption_records(adapter, task, limit: int | None = None, batch_size: int = 8,
-                         parity: bool = False, scenes: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                         parity: bool = False, scenes: dict[str, str] | None = None,
+                         max_new_tokens: int | None = None) -> list[dict[str, Any]]:
     """Captions of a real CHAIR task's images by `adapter`, with CHAIR's object mentions as claims (`parity`:
-    NLTK's lemmatizer, as the official scorer; else the built-in approximation). `scenes`: image id -> scene."""
+    NLTK's lemmatizer, as the official scorer; else the built-in approximation). `scenes`: image id -> scene;
+    `max_new_tokens`: caption length (default: the task's)."""
     from .. import metrics
 
     gt = task.ground_truth()
@@ -87,7 +89,7 @@ def real_caption_records(adapter, task, limit: int | None = None, batch_size: in
     for i in range(0, len(samples), batch_size):
         batch = [dict(s, image=load_image(s["image"])) for s in samples[i : i + batch_size]]
         texts = adapter.generate([s["image"] for s in batch], [task.prompt] * len(batch),
-                                 max_new_tokens=min(task.max_new_tokens, 96))
+                                 max_new_tokens=max_new_tokens or task.max_new_tokens)
         scored = metrics.chair([{"image_id": s["id"], "caption": t} for s, t in zip(batch, texts)],
                                {s["id"]: gt[s["id"]] for s in batch}, parity=parity)["per_sample"]
         for s, t, p in zip(batch, texts, scored):

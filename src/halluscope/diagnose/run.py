@@ -44,7 +44,8 @@ class DiagnoseConfig(Config):
     n_train: int = field(default=2000, metadata={"help": "training scenes searched for the most similar images"})
     neighbours: int = field(default=10, metadata={"help": "most similar training images per test image"})
     batch_size: int = field(default=16, metadata={"help": "captions or questions per generation call"})
-    max_new_tokens: int = field(default=64, metadata={"help": "caption length"})
+    max_new_tokens: int = field(default=64, metadata={
+        "help": "caption length (the world's captions fit in 64 tokens; real models' detailed ones need more)"})
     seed: int = field(default=0, metadata={"help": "masks, noise images, probe folds"})
 
     def __post_init__(self) -> None:
@@ -143,7 +144,7 @@ def diagnose_real(adapter, tasks: Sequence[Any], scorer=None, config: DiagnoseCo
     if chair is not None:
         scorer = scorer or VLMScorer(adapter, image=False)
         records = clock.run("captions", lambda: real_caption_records(
-            adapter, chair, cfg.n_captions, cfg.batch_size, scenes=image_scenes))
+            adapter, chair, cfg.n_captions, cfg.batch_size, scenes=image_scenes, max_new_tokens=cfg.max_new_tokens))
         if scenes is None:
             scenes = claim_analyses.cooccurrence_clusters(list(chair.ground_truth().values()))
 
