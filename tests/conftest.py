@@ -38,6 +38,16 @@ def missing_nltk_data() -> str | None:
     return None
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (`pytestmark = pytest.mark.usefixtures("one_thread")`): the micro
+    models run fastest on one, and spin far less on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def nltk_data():
     """Skips the test unless NLTK and its data are here (parity-mode CHAIR and AMBER)."""

@@ -35,12 +35,8 @@ PROMPTS = ["Describe the image in detail.", "Is there a fork in the image?"]
 RESPONSES = ["the image shows a red fork and a knife.", "no"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# the micro models run fastest on one thread, and spin far less on a busy machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def micro_adapter(world, seed=0):

@@ -31,12 +31,8 @@ from halluscope.world.claims import caption_claims, parse_claims
 from micro_eval import micro_adapter
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# the micro models run fastest on one thread, and spin far less on a busy machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,8 @@ from halluscope.training.hacl import HACLConfig, HACLModel, hacl_align, world_ha
 MICRO = TinyConfig(vision_hidden=32, vision_layers=1, text_hidden=32, text_layers=1, heads=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# the micro models run fastest on one thread, and spin far less on a busy machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def micro_adapter(world, seed=0):

@@ -36,12 +36,8 @@ LOOP = dict(warmup_steps=1, checkpoint_every=EVERY, log_every=LOG_EVERY)
 PROMPT = "Describe the image in detail."
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# the micro models run fastest on one thread, and spin far less on a busy machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
