@@ -253,3 +253,28 @@ def test_old_names_warn_and_still_work(tmp_path, monkeypatch):
         warnings.simplefilter("error")
         from halluscope.training.loop import cosine_lr
     assert [lr_at(s, cfg) for s in range(10)] == [cosine_lr(s, 1.0, 2, 10) for s in range(10)]
+
+
+def test_a_second_trainer_of_one_folder_waits_and_takes_the_finished_model(world, tmp_path):
+    """While one process trains a folder, another waits for its lock, then returns what it finished
+    instead of training it again from the first one's checkpoints."""
+    import fcntl
+    import threading
+
+    from halluscope.models import MARKER
+    from halluscope.zoo.tiny import train_tiny
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    done = []
+    with open(folder / ".train.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # "the other process" is training
+        waiter = threading.Thread(target=lambda: done.append(train_tiny(
+            world, TrainConfig(**QUICK), MICRO, out=folder, progress=False)))
+        waiter.start()
+        waiter.join(timeout=2)
+        assert waiter.is_alive() and not done  # it waits for the lock
+        (folder / MARKER).write_text("{}")  # the other process finishes...
+        fcntl.flock(held, fcntl.LOCK_UN)  # ...and lets go
+    waiter.join(timeout=60)
+    assert done == [folder] and not (folder / "stages").exists()  # nothing trained again

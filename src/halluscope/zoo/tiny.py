@@ -14,10 +14,12 @@ training configs), so `load_model("tiny")` trains once per recipe.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,32 @@ def tiny_path(recipe: dict[str, Any]) -> Path:
     return cache_dir() / f"tiny-{key}"
 
 
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """Hold `folder`/.train.lock while training into `folder`: two processes training one folder at once would
+    resume from each other's checkpoints and write weights of neither run. Waits, saying so, for another
+    holder. It does not lock without fcntl (Windows), nor under a data-parallel launch, whose ranks train
+    the folder together."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if fcntl is None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".train.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process that is training {folder}", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def train_tiny(world: World | None = None, train_config: TrainConfig | None = None,
                tiny_config: TinyConfig | None = None, out: str | Path | None = None, progress: bool = True,
                hacl_config: HACLConfig | None = None) -> Path:
@@ -74,32 +102,36 @@ def train_tiny(world: World | None = None, train_config: TrainConfig | None = No
     out = Path(out) if out is not None else tiny_path(recipe)
     if (out / MARKER).exists():
         return out
-    stages = out / "stages"
-    torch.set_flush_denormal(True)  # sporadic long stalls on CPU without it
+    with folder_lock(out):
+        if (out / MARKER).exists():  # another process finished it while this one waited
+            return out
+        stages = out / "stages"
+        torch.set_flush_denormal(True)  # sporadic long stalls on CPU without it
 
-    processor = build_processor(world)
-    model = build_model(processor, tiny_config, seed=train_config.seed)
-    log: dict[str, Any] = {"paper": TrainConfig.paper(), "seconds": 0.0}
+        processor = build_processor(world)
+        model = build_model(processor, tiny_config, seed=train_config.seed)
+        log: dict[str, Any] = {"paper": TrainConfig.paper(), "seconds": 0.0}
 
-    if train_config.vision_pretrain_steps:
-        stage0 = VisionPretrainer(model, processor, world, train_config, stages / "stage0", progress).train()
-        log["vision_loss"], log["seconds"] = stage0["loss"], log["seconds"] + stage0["seconds"]
+        if train_config.vision_pretrain_steps:
+            stage0 = VisionPretrainer(model, processor, world, train_config, stages / "stage0", progress).train()
+            log["vision_loss"], log["seconds"] = stage0["loss"], log["seconds"] + stage0["seconds"]
 
-    if hacl_config is not None:
-        trainer = HACLTrainer(model, processor, world, hacl_config, stages / "connector", progress)
-        connector = trainer.train()
-        log["connector"], log["seconds"] = {**trainer.record(), "log": connector}, log["seconds"] + connector["seconds"]
+        if hacl_config is not None:
+            trainer = HACLTrainer(model, processor, world, hacl_config, stages / "connector", progress)
+            connector = trainer.train()
+            log["connector"] = {**trainer.record(), "log": connector}
+            log["seconds"] += connector["seconds"]
 
-    instruct = InstructionTrainer(model, processor, world, train_config, stages / "instruct", progress).train()
-    log["loss"], log["seconds"] = instruct["loss"], log["seconds"] + instruct["seconds"]
+        instruct = InstructionTrainer(model, processor, world, train_config, stages / "instruct", progress).train()
+        log["loss"], log["seconds"] = instruct["loss"], log["seconds"] + instruct["seconds"]
 
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    (out / "train_log.json").write_text(json.dumps(log))
-    # The marker is written last: a folder without it is an unfinished run that will resume.
-    (out / MARKER).write_text(json.dumps({"kind": "tiny", "recipe": recipe}, indent=1, default=str))
-    shutil.rmtree(stages, ignore_errors=True)
-    return out
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        (out / "train_log.json").write_text(json.dumps(log))
+        # The marker is written last: a folder without it is an unfinished run that will resume.
+        (out / MARKER).write_text(json.dumps({"kind": "tiny", "recipe": recipe}, indent=1, default=str))
+        shutil.rmtree(stages, ignore_errors=True)
+        return out
 
 
 def train_tiny_hacl(world: World | None = None, train_config: TrainConfig | None = None,
