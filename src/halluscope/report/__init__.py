@@ -19,8 +19,9 @@ def _ci(ci: list[float]) -> str:
 @dataclass(frozen=True)
 class ProfileTargets:
     """What the built-in model must show to be a useful laboratory: it perceives well, and it
-    hallucinates where and why large VLMs do (co-occurrence bias on POPE, bias-breaking scenes on CHAIR).
-    The demo checks these; tests read them too."""
+    hallucinates where and why large VLMs do (co-occurrence bias on POPE, bias-breaking scenes on CHAIR;
+    for the other kinds, colour, count and spatial priors on world-qa, and captions in the training
+    grammar). The demo checks these; tests read them too."""
 
     pope_random_accuracy: float = field(default=0.85, metadata={"help": "POPE-random accuracy at least this"})
     adversarial_gap: float = field(default=0.05, metadata={
