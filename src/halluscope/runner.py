@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,23 +182,19 @@ def run_benchmark(benchmark: Task, adapter, output_dir: str | Path, method: str 
     return results
 
 
-def _append(task: Task, adapter, todo: list[dict[str, Any]], part: Path, batch_size: int, method: str,
-            method_args: dict[str, Any], label: str | None) -> None:
-    """Answer `todo` batch by batch, appending each batch's records to `part` and syncing it to disk
-    before the next, so a kill loses at most the batch in flight. `label`: show a progress bar."""
+def append_in_batches(path: Path, todo: list, batch_size: int, label: str | None,
+                      answer_batch: Callable[[list], list[dict[str, Any]]]) -> None:
+    """`answer_batch` on `todo` batch by batch, appending the records it returns to the JSON lines of
+    `path` and syncing them to disk before the next batch, so a kill loses at most the batch in flight.
+    `label`: show a progress bar."""
     bar = progress_bar() if label and todo else None
     if bar is not None:
         bar_task = bar.add_task(label, total=len(todo))
         bar.start()
     try:
-        with part.open("a") as f:
+        with path.open("a") as f:
             for batch in _chunks(todo, batch_size):
-                ok, errors = _load_images(batch)
-                records = answer(task, adapter, ok, method, method_args) if ok else []
-                for s, r in zip(ok, records):
-                    if "image_path" in s:
-                        r.setdefault("image", s["image_path"])
-                for record in errors + records:
+                for record in answer_batch(batch):
                     f.write(json.dumps(record) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
@@ -207,6 +203,21 @@ def _append(task: Task, adapter, todo: list[dict[str, Any]], part: Path, batch_s
     finally:
         if bar is not None:
             bar.stop()
+
+
+def _append(task: Task, adapter, todo: list[dict[str, Any]], part: Path, batch_size: int, method: str,
+            method_args: dict[str, Any], label: str | None) -> None:
+    """Answer `todo` into `part`, batch by batch (`append_in_batches`); image loading errors become
+    records of their own."""
+    def answer_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ok, errors = _load_images(batch)
+        records = answer(task, adapter, ok, method, method_args) if ok else []
+        for s, r in zip(ok, records):
+            if "image_path" in s:
+                r.setdefault("image", s["image_path"])
+        return errors + records
+
+    append_in_batches(part, todo, batch_size, label, answer_batch)
 
 
 def run_tasks(tasks: list[Task], adapter, output_dir: str | Path, **kwargs: Any) -> dict[str, dict[str, Any]]:

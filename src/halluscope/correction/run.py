@@ -11,16 +11,13 @@ scores (`scores.py`).
 from __future__ import annotations
 
 import copy
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ..compare import RunTask, read_run
 from ..images import load_image
-from ..progress import progress as progress_bar
-from ..runner import package_versions, read_jsonl, write_json
+from ..runner import append_in_batches, package_versions, read_jsonl, write_json
 from ..world import World, caption_parts, parse_world_caption
 from ..world.claims import caption_claims, judge, parse_claims
 from .pipeline import Corrector, make_corrector, parse_spec
@@ -125,37 +122,27 @@ def correct_records(corrector: Corrector, task: RunTask, out: Path, batch_size: 
     done = {r["id"]: r for r in read_jsonl(out)}
     todo = [r for r in records if r["id"] not in done]
     t0 = time.time()
-    bar = progress_bar() if progress and todo else None
-    if bar is not None:
-        bar_task = bar.add_task(f"{task.benchmark} [correct {corrector.name}]", total=len(todo))
-        bar.start()
-    try:
-        with out.open("a") as f:
-            for i in range(0, len(todo), batch_size):
-                batch = todo[i:i + batch_size]
-                items = []
-                for r in batch:
-                    if world is not None:
-                        split, _, index = str(r["id"]).rpartition("-")
-                        scene = world.scene(split, int(index))
-                        items.append(Item(world.render(scene), r["caption"], scene))
-                    else:
-                        path = r.get("image")
-                        if path and not Path(path).is_absolute() and task.task_args.get("images"):
-                            path = str(Path(task.task_args["images"]) / path)
-                        items.append(Item(load_image(path), r["caption"]))
-                corrector.correct(items)
-                for r, it in zip(batch, items):
-                    rec = world_record(r, it, world) if world is not None else real_record(r, it)
-                    done[r["id"]] = rec
-                    f.write(json.dumps(rec) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-                if bar is not None:
-                    bar.update(bar_task, advance=len(batch))
-    finally:
-        if bar is not None:
-            bar.stop()
+
+    def correct_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items = []
+        for r in batch:
+            if world is not None:
+                split, _, index = str(r["id"]).rpartition("-")
+                scene = world.scene(split, int(index))
+                items.append(Item(world.render(scene), r["caption"], scene))
+            else:
+                path = r.get("image")
+                if path and not Path(path).is_absolute() and task.task_args.get("images"):
+                    path = str(Path(task.task_args["images"]) / path)
+                items.append(Item(load_image(path), r["caption"]))
+        corrector.correct(items)
+        corrected = [world_record(r, it, world) if world is not None else real_record(r, it)
+                     for r, it in zip(batch, items)]
+        done.update((rec["id"], rec) for rec in corrected)
+        return corrected
+
+    append_in_batches(out, todo, batch_size, f"{task.benchmark} [correct {corrector.name}]" if progress else None,
+                      correct_batch)
     return [done[r["id"]] for r in records if r["id"] in done], time.time() - t0, len(todo)
 
 
