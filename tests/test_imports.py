@@ -20,7 +20,7 @@ ROOT = SRC / "halluscope"
 # Bottom to top. Modules of one layer may not import each other across packages (world and metrics are
 # independent leaves); a module may import any lower layer.
 LAYERS: list[tuple[str, ...]] = [
-    ("_version", "config", "images", "kv", "progress", "seeds"),
+    ("_version", "config", "images", "kv", "matplot", "progress", "seeds"),
     ("world", "metrics"),
     ("hallucinate",),
     ("models",),

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ..matplot import png, pyplot
 
 KIND_COLORS = {"object": "#e05d5d", "attribute": "#e0a030", "count": "#4a8fd8", "relation": "#9a6ad8",
                "all": "#555555"}
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    _plt().close(fig)
-    return buf.getvalue()
 
 
 def _empty(ax, text: str = "nothing to show") -> None:
@@ -45,7 +32,7 @@ def _bars(ax, names, values, errors=None, colors=None) -> None:
 
 
 def plot_kinds(d: dict[str, Any]):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     names = [k for k in ("object", "attribute", "count", "relation", "all") if d.get(k, {}).get("n")]
     if not names:
@@ -59,7 +46,7 @@ def plot_kinds(d: dict[str, Any]):
 
 
 def plot_overgeneralization(d: dict[str, Any]):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2))
     names = list(d)
     if not names:
@@ -83,7 +70,7 @@ def plot_overgeneralization(d: dict[str, Any]):
 
 
 def plot_position(d: dict[str, Any]):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     s, r = d["sentence"], d["relative"]
     seen = [i for i, n in zip(s["index"], s["n"]) if n]
@@ -105,7 +92,7 @@ def plot_position(d: dict[str, Any]):
 
 
 def plot_base_rank(d: dict[str, Any]):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))
     buckets = ("unshifted", "marginal", "shifted")
     import numpy as np
@@ -138,7 +125,7 @@ def _hist(ax, summary: dict[str, Any], label: str, color: str, offset: float) ->
 
 
 def plot_logit_elbow(d: dict[str, Any]):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     _hist(ax, d["hallucinated"], "hallucinated", "#e05d5d", -0.2)
     _hist(ax, d["correct"], "correct", "#4a8fd8", 0.2)
@@ -150,7 +137,7 @@ def plot_logit_elbow(d: dict[str, Any]):
 
 
 def plot_feature_stability(d: dict[str, Any]):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     v, h = d.get("relative_variance", []), d.get("hallucination_rate")
     if not v:
@@ -170,7 +157,7 @@ def plot_feature_stability(d: dict[str, Any]):
 
 
 def plot_modality_gap(d: dict[str, Any]):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     proj = d.get("projection")
     if not proj:
@@ -187,7 +174,7 @@ def plot_modality_gap(d: dict[str, Any]):
 
 
 def plot_language_prior(d: dict[str, Any]):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     conds = ("image", "no_image", "noise")
     if not d.get("n"):
@@ -207,7 +194,7 @@ def plot_language_prior(d: dict[str, Any]):
 
 
 def plot_attention(d: dict[str, Any]):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     if not d.get("eager"):
         _empty(axes[0], "no eager attention")
@@ -240,7 +227,7 @@ def write_plots(diagnosis: dict[str, Any], folder: str | Path) -> dict[str, str]
         d = diagnosis.get(key)
         if not isinstance(d, dict) or d.get("skipped"):
             continue
-        (folder / f"{key}.png").write_bytes(_png(plot(d)))
+        (folder / f"{key}.png").write_bytes(png(plot(d)))
         out[key] = f"{key}.png"
     return out
 

@@ -3,27 +3,12 @@ as JSON-able dicts), so every figure is also in results.json."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
+
+from ..matplot import png, pyplot
 
 BENCH_LABELS = {"world-pope:random": "POPE random acc.", "world-pope:popular": "POPE popular acc.",
                 "world-pope:adversarial": "POPE adversarial acc.", "world-chair": "CHAIR_i"}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    return buf.getvalue()
 
 
 def forest_data(comparison: dict[str, Any], baseline: str) -> list[dict[str, Any]]:
@@ -41,7 +26,7 @@ def forest_data(comparison: dict[str, Any], baseline: str) -> list[dict[str, Any
 def forest_plot(comparison: dict[str, Any], baselines: tuple[str, ...]) -> tuple[bytes, dict[str, Any]]:
     """One panel per benchmark: each arm's paired difference to each baseline, in points, with its
     95 % interval; green where the arm is significantly better, red where worse."""
-    plt = _plt()
+    plt = pyplot()
     data = {b: forest_data(comparison, b) for b in baselines}
     benches = list(dict.fromkeys(r["benchmark"] for rows in data.values() for r in rows))
     benches.sort(key=lambda b: list(BENCH_LABELS).index(b) if b in BENCH_LABELS else len(BENCH_LABELS))
@@ -69,14 +54,15 @@ def forest_plot(comparison: dict[str, Any], baselines: tuple[str, ...]) -> tuple
                bbox_to_anchor=(0.5, -0.12))
     fig.suptitle("Paired differences with 95 % intervals (green: better, red: worse, grey: not significant)",
                  fontsize=9, y=1.03)
-    return _png(fig), {"baselines": list(baselines), "rows": [r | {"baseline": b} for b in baselines for r in data[b]]}
+    rows = [r | {"baseline": b} for b in baselines for r in data[b]]
+    return png(fig, dpi=110), {"baselines": list(baselines), "rows": rows}
 
 
 def cost_benefit(comparison: dict[str, Any], benches: tuple[str, ...] = ("world-chair", "world-pope:adversarial")
                  ) -> tuple[bytes, dict[str, Any]]:
     """Hallucination (or accuracy) against throughput relative to greedy, one point per arm with its
     95 % interval."""
-    plt = _plt()
+    plt = pyplot()
     benches = tuple(b for b in benches if any(b in row for row in comparison.values()))
     points = [{"arm": arm, "benchmark": b, "metric": row[b]["metric"], "value": row[b]["value"], "ci": row[b]["ci"],
                "speed_ratio_vs_greedy": row[b].get("speed_ratio_vs_greedy")}
@@ -96,4 +82,4 @@ def cost_benefit(comparison: dict[str, Any], benches: tuple[str, ...] = ("world-
         ax.axvline(1, color="grey", lw=0.6, ls="--")
         ax.tick_params(labelsize=8)
     fig.suptitle("What each method buys and what it costs", fontsize=9, y=1.03)
-    return _png(fig), {"points": points}
+    return png(fig, dpi=110), {"points": points}
