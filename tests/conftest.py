@@ -48,6 +48,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def micro_folder(micro, tmp_path_factory):
+    """The module's `micro` adapter saved as a model folder, for the command line."""
+    folder = tmp_path_factory.mktemp("micro-model")
+    micro.model.save_pretrained(folder)
+    micro.processor.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def nltk_data():
     """Skips the test unless NLTK and its data are here (parity-mode CHAIR and AMBER)."""

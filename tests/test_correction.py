@@ -321,14 +321,6 @@ def run(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def micro_folder(tmp_path_factory, micro):
-    folder = tmp_path_factory.mktemp("micro-model")
-    micro.model.save_pretrained(folder)
-    micro.processor.save_pretrained(folder)
-    return folder
-
-
 def test_correct_run_writes_records_with_evidence_and_resumes(world, micro, tmp_path):
     out = tmp_path / "run"
     run_benchmark(WorldCHAIR(world, n_images=4, max_new_tokens=12), micro, out / "world-chair", batch_size=4,

@@ -184,14 +184,6 @@ def _ok(*args):
     return result
 
 
-@pytest.fixture(scope="module")
-def micro_folder(micro, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("micro")
-    micro.model.save_pretrained(folder)
-    micro.processor.save_pretrained(folder)
-    return folder
-
-
 def test_diagnose_command_on_the_world(micro_folder, tmp_path):
     out = tmp_path / "diag"
     _ok("diagnose", "--model", micro_folder, "--limit", "2", "--diagnose-args", "n_train=50", "--output", out / "alone")

@@ -82,9 +82,8 @@ def plot_position(d: dict[str, Any]):
     axes[1].plot(mids, [v if v is not None else float("nan") for v in r["rate"]], "o-", color="#555555",
                  label="all claims")
     for kind, rows in d.get("relative_by_kind", {}).items():
-        axes[1].plot(mids, [v if v is not None and n >= 10 else float("nan") for v, n in zip(rows["rate"], rows["n"])],
-                     ".--", lw=1,
-                     color=KIND_COLORS[kind], label=kind)
+        rates = [v if v is not None and n >= 10 else float("nan") for v, n in zip(rows["rate"], rows["n"])]
+        axes[1].plot(mids, rates, ".--", lw=1, color=KIND_COLORS[kind], label=kind)
     axes[1].set_xlabel("relative word position in the caption")
     axes[1].legend(fontsize=7)
     fig.suptitle("hallucination against position")
