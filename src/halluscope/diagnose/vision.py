@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 
 from ..images import ImageLike, load_image
-from ..steering.fit import _encode_images, _image_inputs, _patch_size, _per_image, _resolve_tokens, masked_copies
+from ..steering.fit import (
+    encode_images, image_inputs, masked_copies, per_image_states, resolve_vision_tokens, vision_patch_size,
+)
 from ..steering.hooks import record, vision_layers
 from ._forced import last_state
 
@@ -46,17 +48,17 @@ def feature_variances(adapter, images: Sequence[ImageLike], trials: int = 8, mas
     generator = torch.Generator().manual_seed(seed)
     vcfg = adapter.model.config.vision_config
     channels = int(getattr(vcfg, "in_channels", getattr(vcfg, "num_channels", 3)))
-    patch = _patch_size(adapter)
+    patch = vision_patch_size(adapter)
     out = []
     with record([layer]) as outputs:
         for image in images:
-            inputs = _image_inputs(adapter, image)
-            tokens = _resolve_tokens("auto", inputs)
-            _encode_images(adapter, inputs)
-            clean = _per_image(outputs[0], inputs, 1, tokens)[0]
+            inputs = image_inputs(adapter, image)
+            tokens = resolve_vision_tokens("auto", inputs)
+            encode_images(adapter, inputs)
+            clean = per_image_states(outputs[0], inputs, 1, tokens)[0]
             masked = masked_copies(inputs, trials, mask_ratio, patch, channels, generator)
-            _encode_images(adapter, masked)
-            copies = _per_image(outputs[0], masked, trials, tokens)
+            encode_images(adapter, masked)
+            copies = per_image_states(outputs[0], masked, trials, tokens)
             var = float(copies.var(0, unbiased=False).mean())
             out.append({"variance": var, "relative": var / max(float(clean.pow(2).mean()), 1e-12)})
     return out

@@ -110,12 +110,12 @@ def world_demos(world: World, n: int, seed: int = 0, split: str = "train",
 
 
 # ------------------------------------------------------------------------------------ inputs
-def _image_inputs(adapter, image: ImageLike) -> dict[str, torch.Tensor]:
+def image_inputs(adapter, image: ImageLike) -> dict[str, torch.Tensor]:
     out = adapter.processor.image_processor(images=[load_image(image)], return_tensors="pt")
     return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
 
 
-def _patch_size(adapter) -> int:
+def vision_patch_size(adapter) -> int:
     vcfg = adapter.model.config.vision_config
     return int(getattr(vcfg, "patch_size", 14))
 
@@ -150,7 +150,7 @@ def masked_copies(inputs: dict[str, torch.Tensor], k: int, ratio: float, patch_s
 
 
 # ------------------------------------------------------------------------------------ vision
-def _per_image(h: torch.Tensor, inputs: dict[str, torch.Tensor], k: int, tokens: str) -> torch.Tensor:
+def per_image_states(h: torch.Tensor, inputs: dict[str, torch.Tensor], k: int, tokens: str) -> torch.Tensor:
     """A layer's output for k images -> (k, T, D) kept per position or (k, D) averaged over tokens."""
     h = h.float()
     if "image_grid_thw" in inputs:  # (all patches, D): split per image
@@ -160,7 +160,7 @@ def _per_image(h: torch.Tensor, inputs: dict[str, torch.Tensor], k: int, tokens:
     return h if tokens == "position" else h.mean(1)
 
 
-def _resolve_tokens(requested: str, inputs: dict[str, torch.Tensor]) -> str:
+def resolve_vision_tokens(requested: str, inputs: dict[str, torch.Tensor]) -> str:
     # Towers that take flattened patches (Qwen2-VL) give a number of tokens that varies per image, and so do
     # processors that split an image into a varying number of tiles (pixel_values (images, tiles, C, H, W) or
     # deeper: LLaVA-NeXT, LLaVA-OneVision, Idefics3, SmolVLM, Mllama).
@@ -173,7 +173,7 @@ def _resolve_tokens(requested: str, inputs: dict[str, torch.Tensor]) -> str:
     return "mean" if varying else "position"
 
 
-def _encode_images(adapter, inputs: dict[str, torch.Tensor]) -> None:
+def encode_images(adapter, inputs: dict[str, torch.Tensor]) -> None:
     """Run the vision tower on processed images (for the hooks recording its layers): through the model's
     `get_image_features` where it takes the image inputs alone, else the tower itself with the inputs it
     names (InstructBLIP's also wants the Q-Former's text; Mllama has no `get_image_features`)."""
@@ -191,20 +191,20 @@ def _encode_images(adapter, inputs: dict[str, torch.Tensor]) -> None:
 def fit_vision(adapter, images: Sequence[ImageLike], config: FitConfig, progress: Progress | None = None
                ) -> tuple[torch.Tensor, str]:
     """(directions, tokens): (layers, [T,] D) visual directions, and 'position' or 'mean'."""
-    tokens = _resolve_tokens(config.vision_tokens, _image_inputs(adapter, images[0]))
+    tokens = resolve_vision_tokens(config.vision_tokens, image_inputs(adapter, images[0]))
     layers = vision_layers(adapter)
     generator = torch.Generator().manual_seed(config.seed)
     channels = int(getattr(adapter.model.config.vision_config, "in_channels",
                            getattr(adapter.model.config.vision_config, "num_channels", 3)))
-    patch = _patch_size(adapter)
+    patch = vision_patch_size(adapter)
     diffs = []
     with record(list(layers)) as outputs:
         def states(inputs: dict[str, torch.Tensor], k: int) -> torch.Tensor:
-            _encode_images(adapter, inputs)
-            return torch.stack([_per_image(h, inputs, k, tokens) for h in outputs], 1)  # (k, L, ...)
+            encode_images(adapter, inputs)
+            return torch.stack([per_image_states(h, inputs, k, tokens) for h in outputs], 1)  # (k, L, ...)
 
         for done, image in enumerate(images, 1):
-            clean_inputs = _image_inputs(adapter, image)
+            clean_inputs = image_inputs(adapter, image)
             clean = states(clean_inputs, 1)[0]
             total = torch.zeros_like(clean)
             for start in range(0, config.trials, config.batch_size):
