@@ -23,7 +23,9 @@ import numpy as np
 
 from . import metrics
 from .runner import read_jsonl, run_benchmark
-from .tasks.world import CHAIR_FROM_SUMS, POPE_FROM_SUMS, QA_FROM_SUMS, chair_counts, metric_of, qa_counts
+from .tasks.world import (
+    CHAIR_FROM_SUMS, POPE_FROM_SUMS, QA_FROM_SUMS, chair_counts, metric_of, qa_counts, read_qa_answers,
+)
 
 
 # ---------------------------------------------------------------------------- per-image counts
@@ -51,8 +53,7 @@ def _real_chair_rows(records: list[dict], task_args: dict[str, Any]) -> np.ndarr
 
 def _qa_rows(records: list[dict], _: dict[str, Any]) -> np.ndarray:
     """world-qa's count rows (yes/no and open questions together), yes/no answers read as its score reads them."""
-    return qa_counts([r | {"prediction": metrics.parse_yes_no(r["prediction"])} if r["form"] == "yes_no" else r
-                      for r in records])
+    return qa_counts(read_qa_answers(records))
 
 
 @dataclass(frozen=True)

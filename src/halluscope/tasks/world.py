@@ -239,6 +239,13 @@ def claim_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- world-qa
+def read_qa_answers(records: Sequence[dict]) -> list[dict]:
+    """world-qa records with their yes/no predictions read by POPE's official parser, as world-pope reads
+    them (open answers are parsed when recorded)."""
+    return [r | {"prediction": metrics.parse_yes_no(r["prediction"])} if r["form"] == "yes_no" else r
+            for r in records]
+
+
 def qa_counts(records: Sequence[dict]) -> np.ndarray:
     """(n, 8) rows of world-qa records: tp, fp, tn, fn (yes/no questions; 0 for open ones), 1, wrong and
     the prior's answer, wrong, correct."""
@@ -344,9 +351,7 @@ class WorldQA(TaskBase):
         return out | answer
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        # yes/no predictions read by POPE's official parser, as world-pope reads them
-        records = [r | {"prediction": metrics.parse_yes_no(r["prediction"])} if r["form"] == "yes_no" else r
-                   for r in sorted(records, key=lambda r: r["question_id"])]
+        records = read_qa_answers(sorted(records, key=lambda r: r["question_id"]))
         out: dict[str, Any] = {}
         for form, keys in (("yes_no", YES_NO_KEYS), ("open", OPEN_KEYS)):
             mine = [r for r in records if r["form"] == form]
