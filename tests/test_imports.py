@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("compare",),
     ("diagnose",),  # the analyses of `halluscope diagnose`: over tasks (claim verdicts), below report
     ("correction",),  # post-hoc correction: over decoding adapters, world claims and tasks' claim metrics; reads runs
+    ("causes",),  # cause studies: train arms (zoo), evaluate them (runner, tasks) with diagnose's analyses
     ("report",),
     ("cli",),
     ("__main__",),

@@ -26,6 +26,16 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def recipe(self) -> dict[str, Any]:
+        """`to_dict()` for naming a cached model by a hash of its recipe: a field whose metadata sets
+        `recipe_omits_default` (one added after models were cached) is left out while it holds its default, so that
+        those models keep their names and are not trained again."""
+        out = self.to_dict()
+        for f in fields(self):
+            if f.metadata.get("recipe_omits_default") and out[f.name] == _default(f):
+                del out[f.name]
+        return out
+
     @classmethod
     def help(cls) -> dict[str, dict[str, Any]]:
         """{field: {"default": ..., "help": ...}}, for the CLI and the docs."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import kv
-from . import correct, demo, diagnose, evaluate, report, steer, train, world
+from . import correct, demo, diagnose, evaluate, report, steer, study, train, world
 
 # Plain click output (rich_markup_mode=None): an error is one "Error: ..." line, not a boxed panel
 # that wraps a long message over several lines.
@@ -24,6 +24,7 @@ evaluate.register(app)
 correct.register(app)
 report.register(app)
 diagnose.register(app)
+study.register(app)
 app.add_typer(world.app, name="world")
 app.add_typer(steer.app, name="steer")
 

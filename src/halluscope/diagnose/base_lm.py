@@ -81,8 +81,8 @@ def base_lm_recipe(world: World, config: BaseLMConfig, tiny_config=None) -> dict
     from ..training.sft import TrainConfig
 
     return {"kind": "base-lm", "world_seed": world.seed, "world": world.config.to_dict(),
-            "model": (tiny_config or TinyConfig()).to_dict(), "base": config.to_dict(),
-            "data": TrainConfig().to_dict()}
+            "model": (tiny_config or TinyConfig()).recipe(), "base": config.to_dict(),
+            "data": TrainConfig().recipe()}
 
 
 def base_lm_path(recipe: dict[str, Any]) -> Path:

@@ -72,7 +72,13 @@ def load_pretrained(name_or_path: str, device: str | None = None, dtype: Any = N
         kwargs.setdefault("device_map", {"": device})
     try:
         processor = AutoProcessor.from_pretrained(name_or_path, **shared)
-        model = AutoModelForImageTextToText.from_pretrained(name_or_path, **shared, **kwargs)
+        model = None
+        if is_builtin(name_or_path):  # a built-in model with a linear or query connector: built from its config
+            from .tiny import load_custom_connector
+
+            model = load_custom_connector(name_or_path, **shared, **kwargs)
+        if model is None:
+            model = AutoModelForImageTextToText.from_pretrained(name_or_path, **shared, **kwargs)
     except (OSError, ValueError, AttributeError) as e:
         from transformers.utils import is_torchvision_available
 

@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from ..hallucinate.world import world_hallucinations
 from ..models.parts import find_part
+from ..models.tiny import image_token_count, patch_projector
 from ..seeds import Stream, rng
 from ..world import CAPTION_PROMPTS, CLASSES, COLORS, GRID, IMAGE_SIZE, World
 from .loop import Trainer, cosine_lr
@@ -75,6 +77,10 @@ class TrainConfig(Config):
     )
     qa_turns: int = field(default=6, metadata={
         "help": "questions per QA conversation (multi-turn, as in LLaVA's data)"})
+    caption_noise: float = field(default=0.0, metadata={
+        "help": "annotation noise: share of training captions that name an absent object (one that co-occurs with "
+                "what is there, first) or give an object a wrong colour, as noisy web or machine-written captions do",
+        "recipe_omits_default": True})
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "vision_batch_size", "checkpoint_every", "log_every", "qa_turns"):
@@ -87,6 +93,7 @@ class TrainConfig(Config):
             self.fail("lr", "use a positive learning rate")
         if self.max_grad_norm <= 0:
             self.fail("max_grad_norm", "use a positive norm")
+        self.check_range("caption_noise", 0, 1, "it is a share of captions")
         if self.vision_lr_scale < 0:
             self.fail("vision_lr_scale", "use a value >= 0 (0 freezes the tower)")
         for name in ("adam_betas", "vision_adam_betas"):
@@ -100,14 +107,23 @@ class TrainConfig(Config):
 
 
 # ============================================================================ data
-def pixel_values(arrays: np.ndarray) -> torch.Tensor:
-    """(B, 64, 64, 3) uint8 -> the normalised tensor the built-in processor makes (mean = std = 0.5).
+def pixel_values(arrays: np.ndarray, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """(B, 64, 64, 3) uint8 -> the normalised tensor the built-in processor makes (mean = std = 0.5), box-filtered
+    to `size` pixels per side as PIL's BOX filter does it: across, rounded to whole levels, then down, rounded.
 
     Rendering straight to tensors skips PIL round trips in training; a test checks that it equals
     the processor's output.
     """
-    x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 255.0
-    return (x - 0.5) / 0.5
+    x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float()
+    if size != x.shape[-1]:
+        f = x.shape[-1] // size
+        x = torch.floor(F.avg_pool2d(torch.floor(F.avg_pool2d(x, (1, f)) + 0.5), (f, 1)) + 0.5)
+    return (x / 255.0 - 0.5) / 0.5
+
+
+def image_size(processor) -> int:
+    """Pixels per side of the images the processor makes."""
+    return int(processor.image_processor.size["height"])
 
 
 def _choice(gen: np.random.Generator, mix: dict[str, float]) -> str:
@@ -121,7 +137,12 @@ def make_example(world: World, gen: np.random.Generator, cfg: TrainConfig):
     scene = world.scene("train", int(gen.integers(world.config.train_size)))
     task = _choice(gen, cfg.task_mix)
     if task in CAPTION_PROMPTS:
-        turns = [(CAPTION_PROMPTS[task], world.caption(scene, task))]
+        caption = world.caption(scene, task)
+        # Drawn only when asked for, so that a recipe without noise sees the data it always saw.
+        if cfg.caption_noise and gen.random() < cfg.caption_noise:
+            wrong = world_hallucinations(world, scene, task, kinds=("added", "attribute"), rng=gen)
+            caption = wrong[int(gen.integers(len(wrong)))].text if wrong else caption
+        turns = [(CAPTION_PROMPTS[task], caption)]
     else:
         turns, asked = [], set()
         for _ in range(4 * cfg.qa_turns):  # a few tries: some types do not apply, repeats are skipped
@@ -144,7 +165,8 @@ class Batcher:
     def __init__(self, processor) -> None:
         self.tok = processor.tokenizer
         self.image_token = processor.image_token
-        self.n_image_tokens = (IMAGE_SIZE // processor.patch_size) ** 2
+        self.n_image_tokens = image_token_count(processor)
+        self.size = image_size(processor)
         self.processor = processor
         self._cache: dict[tuple[str, bool], list[int]] = {}
 
@@ -177,7 +199,7 @@ class Batcher:
             "input_ids": input_ids,
             "attention_mask": (torch.arange(width)[None] < torch.tensor([len(x) for x in ids])[:, None]).long(),
             "labels": torch.tensor([y + [-100] * (width - len(y)) for y in labels]),
-            "pixel_values": pixel_values(np.stack([e[0] for e in examples])),
+            "pixel_values": pixel_values(np.stack([e[0] for e in examples]), self.size),
         }
 
 
@@ -209,12 +231,13 @@ def patch_labels(scene, grid: int) -> tuple[list[int], list[int]]:
     return cls, col
 
 
-def stage0_batch(world: World, cfg: TrainConfig, step: int) -> dict[str, torch.Tensor]:
-    """Images of step `step` of stage 0 with each patch's class and colour (0: nothing there)."""
+def stage0_batch(world: World, cfg: TrainConfig, step: int, size: int = IMAGE_SIZE) -> dict[str, torch.Tensor]:
+    """Images of step `step` of stage 0 at `size` pixels per side, with each patch's class and colour (0: nothing
+    there)."""
     gen = rng(cfg.seed, Stream.STAGE0, step)
     scenes = [world.scene("train", int(i)) for i in gen.integers(world.config.train_size, size=cfg.vision_batch_size)]
     labels = [patch_labels(s, GRID) for s in scenes]
-    return {"pixel_values": pixel_values(np.stack([world.render_array(s) for s in scenes])),
+    return {"pixel_values": pixel_values(np.stack([world.render_array(s) for s in scenes]), size),
             "classes": torch.tensor([lab[0] for lab in labels]).flatten(),
             "colors": torch.tensor([lab[1] for lab in labels]).flatten()}
 
@@ -245,7 +268,8 @@ class WordTargets(nn.Module):
 
     @property
     def projector(self) -> nn.Module:
-        return find_part(self.model, "projector")
+        """What maps each patch to a token: the projector, or a query connector's patch part."""
+        return patch_projector(find_part(self.model, "projector"))
 
     def trained(self) -> list[nn.Parameter]:
         return [*self.tower.parameters(), *self.projector.parameters(), self.empty, self.logit_scale]
@@ -270,7 +294,7 @@ class VisionPretrainer(Trainer):
 
     def __init__(self, model: nn.Module, processor, world: World, config: TrainConfig, output_dir: str | Path,
                  progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> None:
-        self.world = world
+        self.world, self.size = world, image_size(processor)
         super().__init__(WordTargets(model, processor), config, output_dir, progress, on_step)
 
     @property
@@ -288,7 +312,7 @@ class VisionPretrainer(Trainer):
         return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.vision_adam_betas)
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
-        return stage0_batch(self.world, self.config, step * self.world_size + self.rank)
+        return stage0_batch(self.world, self.config, step * self.world_size + self.rank, self.size)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"loss": self.model(**batch)}

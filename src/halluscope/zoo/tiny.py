@@ -50,7 +50,7 @@ def tiny_recipe(world: World | None = None, train_config: TrainConfig | None = N
     """Everything the built-in model's weights depend on."""
     world, train_config = world or World(), train_config or TrainConfig()
     recipe = {"world_seed": world.seed, "world": world.config.to_dict(),
-              "model": (tiny_config or TinyConfig()).to_dict(), "train": train_config.to_dict()}
+              "model": (tiny_config or TinyConfig()).recipe(), "train": train_config.recipe()}
     hacl_config = hacl_config or connector_config(train_config)
     if hacl_config is not None:
         recipe["hacl"] = hacl_config.to_dict()
@@ -108,7 +108,7 @@ def train_tiny(world: World | None = None, train_config: TrainConfig | None = No
         stages = out / "stages"
         torch.set_flush_denormal(True)  # sporadic long stalls on CPU without it
 
-        processor = build_processor(world)
+        processor = build_processor(world, tiny_config)
         model = build_model(processor, tiny_config, seed=train_config.seed)
         log: dict[str, Any] = {"paper": TrainConfig.paper(), "seconds": 0.0}
 

@@ -1,0 +1,180 @@
+"""The causes a study can vary, one table: what each sets, its levels, the level of the study recipe, and what the
+literature says it does (docs/studies/causes.md holds the sources).
+
+A cause's `arm(level)` is what changes against the study recipe: knobs of the training world, fields of the model
+(`TinyConfig`) or of training (`TrainConfig`), or, for the decoding causes, how the fixed model decodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models.tiny import query_tokens
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One level of a cause: overrides of the world's knobs, the model's sizes and training (all empty for a
+    decoding cause, which reuses the study recipe's model), and the decoding method with its arguments."""
+
+    knobs: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    method: str = "greedy"
+    method_args: dict[str, Any] = field(default_factory=dict)
+    yes_no: str = "score"  # a decoding arm generates its yes/no answers, where sampling can change them
+
+    @property
+    def trains(self) -> bool:
+        """Whether this arm needs a model of its own (else it decodes the study recipe's)."""
+        return bool(self.knobs or self.model or self.train)
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(f"{text!r} is not in [0, 1]")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
+def _connector(text: str) -> str:
+    if text not in ("mlp", "linear") and query_tokens(text) is None:
+        raise ValueError(f"{text!r} is not a connector; use mlp, linear or query-K (K >= 1, e.g. query-8)")
+    return text
+
+
+def _temperature(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"{text!r} is negative; use 0 for greedy decoding or a positive temperature")
+    return value
+
+
+def _top_p(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError(f"{text!r} is not in (0, 1]")
+    return value
+
+
+def _knob(name: str) -> Callable[[Any], Arm]:
+    return lambda level: Arm(knobs={name: level})
+
+
+def _sampled(level: float) -> Arm:
+    if level == 0:
+        return Arm(method="greedy", yes_no="generate")
+    return Arm(method="sample", method_args={"temperature": level}, yes_no="generate")
+
+
+@dataclass(frozen=True)
+class Cause:
+    """One cause of hallucination as a study varies it. `levels` run from least to most of the cause where
+    that order exists (the connector's run from the richest to the most compressed); `baseline` is the study
+    recipe's level. `expect` is the literature's direction: metric -> +1 where more of the cause should raise
+    it, -1 where it should lower it."""
+
+    name: str
+    group: str
+    sets: str
+    levels: tuple[Any, ...]
+    baseline: Any
+    parse: Callable[[str], Any]
+    make_arm: Callable[[Any], Arm]
+    claim: str
+    expect: dict[str, int]
+
+    def arm(self, level: Any) -> Arm:
+        return self.make_arm(level)
+
+    def parse_levels(self, text: str) -> list[Any]:
+        """'0.5,0.7,0.9' -> the levels; a bad one fails naming the cause and the fix."""
+        out = []
+        for part in (p.strip() for p in str(text).split(",")):
+            if not part:
+                continue
+            try:
+                out.append(self.parse(part))
+            except ValueError as e:
+                raise ValueError(f"--levels: {e} (cause {self.name!r}, which sets {self.sets}; e.g. "
+                                 f"--levels {','.join(map(str, self.levels))})") from None
+        if not out:
+            raise ValueError(f"--levels is empty; give levels of {self.sets}, e.g. {','.join(map(str, self.levels))}")
+        return out
+
+
+_OBJECTS = {"chair_i": 1, "claims_object": 1, "pope_adversarial": -1, "pope_popular": -1, "pope_random": -1}
+
+CAUSES: dict[str, Cause] = {c.name: c for c in (
+    Cause("cooccurrence", "data", "WorldConfig.cooccurrence_strength (training world)", (0.0, 0.5, 0.8, 0.95), 0.95,
+          _probability, _knob("cooccurrence_strength"),
+          "Objects that co-occur in the training data are hallucinated together: stronger co-occurrence, more object "
+          "hallucination, worst on POPE's adversarial split (POPE; LURE).", _OBJECTS),
+    Cause("yes-bias", "data", "WorldConfig.yes_bias (share of 'yes' among training existence questions)",
+          (0.5, 0.6, 0.7, 0.8), 0.6, _probability, _knob("yes_bias"),
+          "Instruction data dominated by positive answers teaches a model to say yes: a higher yes rate and lower "
+          "POPE accuracy, most where the answer is no (LRV-Instruction).",
+          {"pope_yes_rate": 1, "pope_adversarial": -1, "pope_random": -1, "prior_yes_rate": 1}),
+    Cause("annotation-noise", "data", "TrainConfig.caption_noise (share of training captions naming an absent object "
+          "or a wrong colour)", (0.0, 0.1, 0.2, 0.4), 0.0, _probability,
+          lambda level: Arm(train={"caption_noise": level}),
+          "Captions that describe what is not in the image are learnt as such: more noise, more hallucinated objects "
+          "and attributes in captions (HalluciDoctor; LRV-Instruction).",
+          {"chair_i": 1, "claims_object": 1, "claims_attribute": 1}),
+    Cause("color-prior", "data", "WorldConfig.color_prior_strength", (0.25, 0.5, 0.7, 0.85), 0.85, _probability,
+          _knob("color_prior_strength"),
+          "A class's usual colour is said whatever the image shows: a stronger prior, more attribute errors on "
+          "objects that break it.", {"claims_attribute": 1, "attribute_breaking": 1}),
+    Cause("spatial-prior", "data", "WorldConfig.spatial_prior_strength", (0.0, 0.5, 0.75, 0.9), 0.9, _probability,
+          _knob("spatial_prior_strength"),
+          "Pairs usually seen in one arrangement are described in it: a stronger prior, more relation errors.",
+          {"claims_relation": 1}),
+    Cause("count-prior", "data", "WorldConfig.count_prior_strength", (0.0, 0.5, 0.7, 0.85), 0.85, _probability,
+          _knob("count_prior_strength"),
+          "Classes that usually come in twos are counted as two: a stronger prior, more count errors.",
+          {"claims_count": 1}),
+    Cause("resolution", "vision", "TinyConfig.image_size (pixels per side the vision tower sees; 16 patches always)",
+          (64, 32, 16, 8), 64, _positive_int, lambda level: Arm(model={"image_size": level}),
+          "Too low a resolution loses the details (small, faint objects, colours): lower resolution, more "
+          "hallucination (Monkey; LLaVA-1.5's higher resolution).",
+          {"chair_i": 1, "claims_object": 1, "claims_attribute": 1, "pope_adversarial": -1, "pope_random": -1}),
+    Cause("connector", "connector", "TinyConfig.connector (mlp, linear, query-K)",
+          ("mlp", "linear", "query-16", "query-8", "query-4", "query-2"), "mlp", _connector,
+          lambda level: Arm(model={"connector": level}),
+          "A simple connector aligns the modalities poorly and a few learnable queries compress the image: "
+          "linear worse than MLP, and fewer queries, more hallucination (LLaVA-1.5; the survey's Q-Former bottleneck).",
+          {"chair_i": 1, "claims_object": 1, "pope_random": -1, "pope_adversarial": -1}),
+    Cause("lm-size", "language model", "TinyConfig.text_layers (decoder depth; the vision side stays 2 layers)",
+          (1, 2, 3, 4), 3, _positive_int, lambda level: Arm(model={"text_layers": level}),
+          "A language model much stronger than its vision side leans on its own priors: a larger LM, more "
+          "language-prior hallucination (the survey's 'LLM dominates' claim); other papers find larger models "
+          "hallucinate less.", {"chair_i": 1, "prior_persist": 1}),
+    Cause("temperature", "decoding", "sampling temperature (0: greedy) on the study recipe's model",
+          (0.0, 0.5, 1.0, 1.5), 0.0, _temperature, _sampled,
+          "Random sampling picks unlikely, often ungrounded, tokens: a higher temperature, more hallucination in "
+          "captions and more wrong yes/no answers.",
+          {"chair_i": 1, "claims_all": 1, "pope_adversarial": -1, "pope_random": -1}),
+    Cause("top-p", "decoding", "nucleus top-p at temperature 1 on the study recipe's model", (0.5, 0.8, 0.9, 1.0),
+          1.0, _top_p,
+          lambda level: Arm(method="sample", method_args={"temperature": 1.0, "top_p": level}, yes_no="generate"),
+          "A wider nucleus admits more of the tail: a higher top-p, more hallucination.",
+          {"chair_i": 1, "claims_all": 1}),
+)}
+
+
+def get_cause(name: str) -> Cause:
+    if name not in CAUSES:
+        raise ValueError(f"unknown cause {name!r}; use one of {', '.join(CAUSES)}")
+    return CAUSES[name]
+
+
+__all__ = ["CAUSES", "Arm", "Cause", "get_cause"]
