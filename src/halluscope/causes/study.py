@@ -52,8 +52,10 @@ class StudyConfig(Config):
 
     model: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "TinyConfig fields of the study recipe (default: the built-in model's sizes)"})
-    train: dict[str, Any] = field(default_factory=lambda: {"steps": 900, "vision_pretrain_steps": 400}, metadata={
-        "help": "TrainConfig fields of the study recipe (default: the built-in model's recipe, shortened)"})
+    train: dict[str, Any] = field(
+        default_factory=lambda: {"steps": 1400, "batch_size": 16, "vision_pretrain_steps": 400}, metadata={
+            "help": "TrainConfig fields of the study recipe (default: the built-in model's recipe at half its batch "
+                    "and under half its stage 0: docs/studies/causes.md)"})
     pope_images: int = field(default=200, metadata={"help": "world test images per POPE split (6 questions each)"})
     chair_images: int = field(default=300, metadata={"help": "world test images captioned (CHAIR, claims, base rank)"})
     prior_images: int = field(default=100, metadata={
@@ -86,15 +88,20 @@ def _label(level: Any) -> str:
 
 
 def arm_recipe(cause: Cause, level: Any, seed: int, config: StudyConfig):
-    """(training world, TinyConfig, TrainConfig, Arm) of one arm."""
+    """(training world, TinyConfig, TrainConfig, Arm) of one arm: the study recipe with the level's changes (none
+    for a decoding level)."""
+    arm = cause.arm(level)
+    return (*study_recipe(config, seed, arm.knobs, arm.model, arm.train), arm)
+
+
+def study_recipe(config: StudyConfig, seed: int, knobs: dict[str, Any] | None = None,
+                 model: dict[str, Any] | None = None, train: dict[str, Any] | None = None):
+    """(training world, TinyConfig, TrainConfig) of the study recipe with training seed `seed`, and these changes."""
     from ..models.tiny import TinyConfig
     from ..training.sft import TrainConfig
 
-    arm = cause.arm(level)
-    world = World(**arm.knobs)
-    tiny = TinyConfig(**{**config.model, **arm.model})
-    train = TrainConfig(**{**config.train, **arm.train, "seed": seed})
-    return world, tiny, train, arm
+    return (World(**(knobs or {})), TinyConfig(**{**config.model, **(model or {})}),
+            TrainConfig(**{**config.train, **(train or {}), "seed": seed}))
 
 
 def _t95(n: int) -> float:
@@ -293,4 +300,4 @@ def study_markdown(result: dict[str, Any]) -> str:
 
 
 __all__ = ["METRICS", "StudyConfig", "arm_recipe", "evaluate_arm", "mean_ci", "run_study", "study_markdown",
-           "summarize", "verdict"]
+           "study_recipe", "summarize", "verdict"]
