@@ -13,7 +13,7 @@ from pathlib import Path
 
 PAGE = Path(__file__).resolve().parent / "cli.md"
 START, END = "<!-- commands:start (python docs/make_cli.py) -->", "<!-- commands:end -->"
-COMMANDS = [[], ["demo"], ["eval"], ["correct"], ["train"], ["align"], ["steer", "fit"], ["steer", "show"],
+COMMANDS = [[], ["demo"], ["eval"], ["correct"], ["study"], ["train"], ["align"], ["steer", "fit"], ["steer", "show"],
             ["world", "sample"]]
 
 

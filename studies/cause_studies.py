@@ -8,6 +8,8 @@ every arm's model).
 Arms already finished in OUT/<cause>/ are read, not redone, so the command resumes a study that stopped.
 `--check` instead evaluates the study recipe (each seed) and the built-in model with the demo's profile checks,
 to show that the smaller recipe hallucinates the same way (studies/results/causes/study_recipe_checks.json).
+`--page` writes the results part of docs/studies/causes.md (between its markers) and one figure per cause into
+docs/studies/causes/, from the results files alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default="runs/causes")
     ap.add_argument("--check", action="store_true", help="profile checks of the study recipe against the default")
+    ap.add_argument("--page", action="store_true", help="write the results part of docs/studies/causes.md")
     args = ap.parse_args()
+    if args.page:
+        return page()
 
     from _provenance import model_hash, write_result
 
@@ -67,6 +72,86 @@ def check(seeds: list[int], out: Path) -> None:
                         path=Path(__file__).parent / "results" / "causes" / "study_recipe_checks.json",
                         model_hash={r["model"]: model_hash(r["folder"]) for r in rows})
     print(f"wrote {path}")
+
+
+RESULTS = Path(__file__).parent / "results" / "causes"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "studies"
+START, END = "<!-- results:start (python studies/cause_studies.py --page) -->", "<!-- results:end -->"
+
+
+def _cell(e: dict) -> str:
+    if e["mean"] is None:
+        return "-"
+    ci = e.get("ci95")
+    return f"{100 * e['mean']:.1f}" + ("" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+
+
+def _effect(e: dict) -> str:
+    if e["mean"] is None:
+        return "-"
+    ci = e.get("ci95")
+    return f"{100 * e['mean']:+.1f}" + ("" if ci is None else f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
+
+
+def page() -> None:
+    """The results section of docs/studies/causes.md: a verdict table over every studied cause, then per cause its
+    overview figure and its table of level means; causes without a results file are listed as not run."""
+    import json
+
+    from halluscope.causes import CAUSES
+    from halluscope.causes.plots import plot_overview
+    from halluscope.matplot import png
+
+    (DOCS / "causes").mkdir(parents=True, exist_ok=True)
+    verdicts = ["| cause | metric | literature | effect, first to last level, points [95 % CI] | lab |",
+                "|---|---|---|---|---|"]
+    sections, missing = [], []
+    for name in CAUSES:
+        path = RESULTS / f"{name}.json"
+        if not path.exists():
+            missing.append(name)
+            continue
+        r = json.loads(path.read_text())
+        s, levels = r["summary"], r["levels"]
+        claimed = [m for m in r["metric_names"] if s["effects"][m]["expected_sign"] is not None]
+        for m in claimed:
+            e = s["effects"][m]
+            arrow = "rises" if e["expected_sign"] > 0 else "falls"
+            verdicts.append(f"| {name} ({levels[0]} -> {levels[-1]}) | {r['metric_names'][m]} | {arrow} | "
+                            f"{_effect(e)} | {e['verdict']} |")
+        (DOCS / "causes" / f"{name}.png").write_bytes(png(plot_overview(r, claimed), dpi=80))
+        secs = [a["seconds"]["this_run_training"] + a["seconds"]["this_run_evaluation"] for a in r["arms"]]
+        trained = [a["seconds"]["this_run_training"] for a in r["arms"] if a["seconds"]["this_run_training"] > 1]
+        link = f"[`{path.name}`](../../studies/results/causes/{path.name})"
+        lines = [f"### {name}", "", f"Varies {r['sets']}; levels {', '.join(levels)}; seeds "
+                 f"{', '.join(map(str, r['seeds']))}. Results: {link}.",
+                 "", f"![{name}](causes/{name}.png)", "",
+                 "| metric, % (mean over seeds [95 % t-interval]) | " + " | ".join(levels) + " | literature | lab |",
+                 "|---|" + "---|" * (len(levels) + 2)]
+        for m, title in r["metric_names"].items():
+            e = s["effects"][m]
+            if all(s["levels"][lv][m]["mean"] is None for lv in levels):
+                continue
+            lit = {1: "rises", -1: "falls", None: ""}[e["expected_sign"]]
+            lines.append(f"| {title} | " + " | ".join(_cell(s["levels"][lv][m]) for lv in levels)
+                         + f" | {lit} | {e['verdict']} |")
+        cost = (f"Arm wall time in the run that made it (2 CPU cores, {r['provenance']['cpu'].get('model', 'CPU')}): "
+                f"median {sorted(secs)[len(secs) // 2]:.0f} s, max {max(secs):.0f} s")
+        cost += (f"; training where it ran: {min(trained):.0f}-{max(trained):.0f} s." if trained else
+                 " (every model was cached: decoding levels, or a rerun).")
+        sections.append("\n".join(lines + ["", cost, ""]))
+    text = ["## Results", "", "Every claim the literature makes that the lab tested, from the first to the last level "
+            "(the effect is paired by seed; 'agrees' or 'disagrees' when its interval excludes 0):", "",
+            *verdicts, "", *sections]
+    if missing:
+        text.append("Not run yet: " + ", ".join(missing) + " (`python studies/cause_studies.py --causes "
+                    + ",".join(missing) + "`).")
+    page_path = DOCS / "causes.md"
+    old = page_path.read_text()
+    head, _, rest = old.partition(START)
+    _, _, tail = rest.partition(END)
+    page_path.write_text(head + START + "\n" + "\n".join(text) + "\n" + END + tail)
+    print(f"wrote {page_path}")
 
 
 if __name__ == "__main__":

@@ -207,6 +207,31 @@ def test_configs_check_their_fields():
         make_corrector("woodpecker:self")
 
 
+def test_object_threshold_and_relation_margin_decide_from_the_answers():
+    from halluscope.correction.stages import Answer
+    from halluscope.correction.world import WoodpeckerDecider, WoodpeckerQuestions, WorldExtractor
+
+    claims, _ = WorldExtractor().extract("the image shows a fork and a knife. the fork is left of the knife.")
+    questions = WoodpeckerQuestions().first(claims)
+    p = {"Is there a fork in the image?": 0.99, "Is there a knife in the image?": 0.7,
+         "Is the fork left of the knife?": 0.80, "Is the fork right of the knife?": 0.79,
+         "Is the fork above the knife?": 0.1, "Is the fork below the knife?": 0.1}
+    answers = [Answer("yes" if p.get(q.text, 0.9) >= 0.5 else "no", p.get(q.text, 0.9)) for q in questions]
+
+    def actions(**kw):
+        verdicts = WoodpeckerDecider(**kw).decide(claims, questions, answers)
+        return {(c.kind, c.cls): v.action for c, v in zip(claims, verdicts) if c.kind in ("object", "relation")}
+
+    assert actions() == {("object", "fork"): "keep", ("object", "knife"): "keep", ("relation", "fork"): "keep"}
+    strict = actions(object_threshold=0.8)  # the knife's 0.7 is not sure enough; its relation goes with it
+    assert strict[("object", "knife")] == "delete" and strict[("relation", "fork")] == "delete"
+    assert strict[("object", "fork")] == "keep"
+    assert actions(relation_margin=0.02)[("relation", "fork")] == "delete"  # 0.80 vs 0.79: not told apart
+    assert actions(relation_margin=0.005)[("relation", "fork")] == "keep"
+    with pytest.raises(ValueError, match="relation_margin"):
+        WoodpeckerConfig(relation_margin=-0.1)
+
+
 # ------------------------------------------------------------------------------ real models
 def tiny_owlv2(folder: Path) -> str:
     """A tiny random OWLv2 with a character-level CLIP tokenizer, saved to `folder`."""

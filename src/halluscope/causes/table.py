@@ -118,7 +118,7 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
     Cause("cooccurrence", "data", "WorldConfig.cooccurrence_strength (training world)", (0.0, 0.5, 0.8, 0.95), 0.95,
           _probability, _knob("cooccurrence_strength"),
           "Objects that co-occur in the training data are hallucinated together: stronger co-occurrence, more object "
-          "hallucination, worst on POPE's adversarial split (POPE; LURE).", _OBJECTS),
+          "hallucination, worst on POPE's adversarial split (POPE; LURE; HalluciDoctor).", _OBJECTS),
     Cause("yes-bias", "data", "WorldConfig.yes_bias (share of 'yes' among training existence questions)",
           (0.5, 0.6, 0.7, 0.8), 0.6, _probability, _knob("yes_bias"),
           "Instruction data dominated by positive answers teaches a model to say yes: a higher yes rate and lower "
@@ -128,45 +128,51 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
           "or a wrong colour)", (0.0, 0.1, 0.2, 0.4), 0.0, _probability,
           lambda level: Arm(train={"caption_noise": level}),
           "Captions that describe what is not in the image are learnt as such: more noise, more hallucinated objects "
-          "and attributes in captions (HalluciDoctor; LRV-Instruction).",
+          "and attributes in captions (the survey's annotation irrelevance; HalluciDoctor; ReCaption).",
           {"chair_i": 1, "claims_object": 1, "claims_attribute": 1}),
     Cause("color-prior", "data", "WorldConfig.color_prior_strength", (0.25, 0.5, 0.7, 0.85), 0.85, _probability,
           _knob("color_prior_strength"),
           "A class's usual colour is said whatever the image shows: a stronger prior, more attribute errors on "
-          "objects that break it.", {"claims_attribute": 1, "attribute_breaking": 1}),
+          "objects that break it (errors that follow language priors: CHAIR's authors; AMBER measures them).",
+          {"claims_attribute": 1, "attribute_breaking": 1}),
     Cause("spatial-prior", "data", "WorldConfig.spatial_prior_strength", (0.0, 0.5, 0.75, 0.9), 0.9, _probability,
           _knob("spatial_prior_strength"),
-          "Pairs usually seen in one arrangement are described in it: a stronger prior, more relation errors.",
+          "Pairs usually seen in one arrangement are described in it: a stronger prior, more relation errors "
+          "(Kamath et al. 2023 trace VLMs' spatial failures to their training data).",
           {"claims_relation": 1}),
     Cause("count-prior", "data", "WorldConfig.count_prior_strength", (0.0, 0.5, 0.7, 0.85), 0.85, _probability,
           _knob("count_prior_strength"),
-          "Classes that usually come in twos are counted as two: a stronger prior, more count errors.",
+          "Classes that usually come in twos are counted as two: a stronger prior, more count errors (Vo et al. "
+          "2025: most counting errors on counterfactual images give the prior's answer).",
           {"claims_count": 1}),
     Cause("resolution", "vision", "TinyConfig.image_size (pixels per side the vision tower sees; 16 patches always)",
           (64, 32, 16, 8), 64, _positive_int, lambda level: Arm(model={"image_size": level}),
           "Too low a resolution loses the details (small, faint objects, colours): lower resolution, more "
-          "hallucination (Monkey; LLaVA-1.5's higher resolution).",
+          "hallucination (the survey's limited visual resolution; LLaVA-1.5; HallE-Control).",
           {"chair_i": 1, "claims_object": 1, "claims_attribute": 1, "pope_adversarial": -1, "pope_random": -1}),
     Cause("connector", "connector", "TinyConfig.connector (mlp, linear, query-K)",
           ("mlp", "linear", "query-16", "query-8", "query-4", "query-2"), "mlp", _connector,
           lambda level: Arm(model={"connector": level}),
-          "A simple connector aligns the modalities poorly and a few learnable queries compress the image: "
-          "linear worse than MLP, and fewer queries, more hallucination (LLaVA-1.5; the survey's Q-Former bottleneck).",
+          "A simple connector aligns the modalities poorly and a few learnable queries compress the image: linear "
+          "worse than MLP, and fewer queries, more hallucination (the survey's connection-module simplicity and "
+          "limited token constraints); MM1's ablation finds the connector's type matters little, its token count much.",
           {"chair_i": 1, "claims_object": 1, "pope_random": -1, "pope_adversarial": -1}),
     Cause("lm-size", "language model", "TinyConfig.text_layers (decoder depth; the vision side stays 2 layers)",
           (1, 2, 3, 4), 3, _positive_int, lambda level: Arm(model={"text_layers": level}),
-          "A language model much stronger than its vision side leans on its own priors: a larger LM, more "
-          "language-prior hallucination (the survey's 'LLM dominates' claim); other papers find larger models "
-          "hallucinate less.", {"chair_i": 1, "prior_persist": 1}),
+          "No consensus: a language model much stronger than its vision side leans on its own priors (the survey's "
+          "capability misalignment), so a larger LM, more prior-driven hallucination; HallE-Control found 7B to 33B "
+          "changed little, and text-only studies point both ways. Tested here as the survey's direction.",
+          {"chair_i": 1, "prior_persist": 1}),
     Cause("temperature", "decoding", "sampling temperature (0: greedy) on the study recipe's model",
           (0.0, 0.5, 1.0, 1.5), 0.0, _temperature, _sampled,
-          "Random sampling picks unlikely, often ungrounded, tokens: a higher temperature, more hallucination in "
-          "captions and more wrong yes/no answers.",
+          "Random sampling picks unlikely, often ungrounded, tokens (the survey's stochastic sampling decoding): a "
+          "higher temperature, more hallucination in captions and more wrong yes/no answers.",
           {"chair_i": 1, "claims_all": 1, "pope_adversarial": -1, "pope_random": -1}),
     Cause("top-p", "decoding", "nucleus top-p at temperature 1 on the study recipe's model", (0.5, 0.8, 0.9, 1.0),
           1.0, _top_p,
           lambda level: Arm(method="sample", method_args={"temperature": 1.0, "top_p": level}, yes_no="generate"),
-          "A wider nucleus admits more of the tail: a higher top-p, more hallucination.",
+          "A wider nucleus admits more of the unreliable tail: a higher top-p, more hallucination (Lee et al. 2022, "
+          "text only: top-p's randomness harms factuality).",
           {"chair_i": 1, "claims_all": 1}),
 )}
 

@@ -42,6 +42,12 @@ class WoodpeckerConfig(Config):
     threshold: float = field(default=0.5, metadata={
         "help": "a claim is refuted when p(yes) of its question is below this (the VLM's yes vs no, "
                 "renormalised)"})
+    object_threshold: float | None = field(default=None, metadata={
+        "help": "the p(yes) an object needs to stay (default: threshold); above 0.5 asks the model to be sure, "
+                "against its yes-bias"})
+    relation_margin: float = field(default=0.0, metadata={
+        "help": "delete a relation whose likeliest answer leads the next by less than this in p(yes): the model "
+                "did not tell the relations apart (0: the likeliest wins however slim its lead)"})
     fix: bool = field(default=True, metadata={
         "help": "fix a refuted colour, number or relation from a short answer (else delete it)"})
     check_size: bool = field(default=True, metadata={"help": "also check 'small' claims ('Is the X small?')"})
@@ -58,6 +64,9 @@ class WoodpeckerConfig(Config):
         if self.validator not in VALIDATORS:
             self.fail("validator", f"use one of {', '.join(VALIDATORS)}")
         self.check_range("threshold", 0.0, 1.0, "0.5 refutes a claim when the model says no rather than yes")
+        if self.object_threshold is not None:
+            self.check_range("object_threshold", 0.0, 1.0, "leave it unset to use threshold")
+        self.check_range("relation_margin", 0.0, 1.0, "0 keeps the likeliest relation")
         self.check_range("detector_threshold", 0.0, 1.0)
         if self.max_new_tokens < 1:
             self.fail("max_new_tokens", "must be >= 1")
@@ -172,13 +181,13 @@ def make_corrector(spec: str = "woodpecker:self", adapter=None, domain: str = "w
         formulator: Formulator = (world.LogicCheckQuestions() if logic else
                                   world.WoodpeckerQuestions(cfg.threshold, cfg.check_size, cfg.fix))
         decider: Decider = (world.LogicCheckDecider(cfg.threshold, cfg.loop_threshold) if logic else
-                            world.WoodpeckerDecider(cfg.threshold, cfg.fix))
+                            world.WoodpeckerDecider(cfg.threshold, cfg.fix, cfg.object_threshold, cfg.relation_margin))
         rewriter: Rewriter = world.WorldRewriter()
     else:
         extractor = real.RealExtractor()
         formulator = real.RealLogicCheckQuestions() if logic else real.RealQuestions()
         decider = (world.LogicCheckDecider(cfg.threshold, cfg.loop_threshold, real.names_class(extractor)) if logic
-                   else world.WoodpeckerDecider(cfg.threshold, cfg.fix))
+                   else world.WoodpeckerDecider(cfg.threshold, cfg.fix, cfg.object_threshold))
         rewriter = real.RuleRewriter() if cfg.rewriter == "rules" else real.LMRewriter.from_pretrained(cfg.rewriter)
     return Corrector(f"{name}:{cfg.validator}", extractor, formulator, validator, decider, rewriter, cfg)
 

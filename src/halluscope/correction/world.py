@@ -224,11 +224,15 @@ class WoodpeckerDecider:
     fixed to it (a number to at least one; with `fix` off, a colour is deleted and a number kept); where the
     open answer names none, the yes/no answer decides (a refuted colour is deleted, a number kept). A
     relation is refuted when another relation is likelier; it is turned to that one when it is answered yes,
-    else deleted. "small" answered no is deleted. A colour whose class's number is fixed stays only where
-    the open answer named that colour (the phrase will then speak of every object)."""
+    else deleted; and where the likeliest leads the next by less than `relation_margin` in p(yes), the model
+    has not told the relations apart and the sentence is deleted. "small" answered no is deleted. A colour whose
+    class's number is fixed stays only where the open answer named that colour (the phrase will then speak of
+    every object). `object_threshold` (default `threshold`) is the p(yes) an object needs to stay."""
 
-    def __init__(self, threshold: float = 0.5, fix: bool = True) -> None:
-        self.threshold, self.fix = threshold, fix
+    def __init__(self, threshold: float = 0.5, fix: bool = True, object_threshold: float | None = None,
+                 relation_margin: float = 0.0) -> None:
+        self.threshold, self.fix, self.relation_margin = threshold, fix, relation_margin
+        self.object_threshold = threshold if object_threshold is None else object_threshold
 
     def decide(self, claims: list[Claim], questions: list[Question], answers: list[Answer | None]) -> list[Verdict]:
         asked: dict[int, list[tuple[Question, Answer | None]]] = {}
@@ -256,9 +260,12 @@ class WoodpeckerDecider:
             if not choices:
                 return Verdict(None, "keep", why="not checked")
             p_claimed = next(p for p, r in choices if r == c.value[0])
-            p_best, best = max(choices)
+            (p_best, best), (p_next, _) = sorted(choices, reverse=True)[:2]
             if p_best < self.threshold:
                 return Verdict(False, "delete", why=f"no relation answered yes (best {p_best:.2f})")
+            if p_best - p_next < self.relation_margin:
+                return Verdict(False, "delete", why=f"relations not told apart ({best} {p_best:.2f}, next "
+                                                    f"{p_next:.2f})")
             if p_claimed >= p_best:
                 return Verdict(True, "keep", why=f"likeliest relation ({p_claimed:.2f})")
             if self.fix and p_claimed < self.threshold:  # turned only where the claimed one is answered no
@@ -281,7 +288,7 @@ class WoodpeckerDecider:
                 if self.fix:
                     return Verdict(False, "fix", value, f"answered {said}")
                 return Verdict(False, "delete" if c.kind == "attribute" else "keep", why=f"answered {said}")
-        yes = said_yes(check, self.threshold)
+        yes = said_yes(check, self.object_threshold if c.kind == "object" else self.threshold)
         if yes is None:
             return Verdict(None, "keep", why="not checked")
         if yes:
