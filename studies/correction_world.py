@@ -25,8 +25,9 @@ SPECS = "woodpecker:self,woodpecker:oracle,logiccheck:self"
 KINDS = ("all", "object", "attribute", "count", "relation")
 
 
-def cost(adapter, world, spec: str, n: int, batch_size: int, method: str) -> dict[str, float]:
-    """Seconds per caption of generating `n` captions and of correcting them, measured back to back."""
+def cost(adapter, world, spec: str, n: int, batch_size: int, method: str, **config) -> dict[str, float]:
+    """Seconds per caption of generating `n` captions and of correcting them (`config`: the corrector's
+    settings), measured back to back."""
     from halluscope.correction import Item, make_corrector
     from halluscope.world import CAPTION_PROMPTS
 
@@ -39,7 +40,7 @@ def cost(adapter, world, spec: str, n: int, batch_size: int, method: str) -> dic
         captions += adapter.generate(batch, [CAPTION_PROMPTS["detailed"]] * len(batch), method=method,
                                      max_new_tokens=64)
     gen = time.perf_counter() - t0
-    corrector = make_corrector(spec, adapter=adapter, batch_size=batch_size, method=method)
+    corrector = make_corrector(spec, adapter=adapter, batch_size=batch_size, method=method, **config)
     t0 = time.perf_counter()
     for i in range(0, n, batch_size):
         corrector.correct([Item(im, c, s.truth) for im, c, s in zip(images[i:i + batch_size],
@@ -153,8 +154,8 @@ def main() -> None:
                       "corrected": s["corrected"]["claims"], "coverage": [s["original"]["coverage"],
                                                                           s["corrected"]["coverage"]],
                       "config": res["config"], "run_cost": res["cost"]}
-        if not spec.endswith(":oracle") and not extra:
-            full[label]["cost"] = cost(adapter, world, spec, args.cost_images, args.batch_size, args.method)
+        if not spec.endswith(":oracle"):
+            full[label]["cost"] = cost(adapter, world, spec, args.cost_images, args.batch_size, args.method, **extra)
         rows.append(label)
     print("| correction | " + " | ".join(f"false {k} % (orig → corr, reduction [CI])" for k in KINDS)
           + " | coverage change [CI] | cost ratio |")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -160,34 +161,36 @@ def evaluate_arm(adapter, world: World, arm: Arm, out: Path, config: StudyConfig
     return m
 
 
+def paired_diffs(arms: dict[tuple[str, int], dict], to: str, base: str, metric: str, seeds: list[int]) -> list[float]:
+    """metric(level `to`) - metric(level `base`), one per seed that has both."""
+    out = []
+    for s in seeds:
+        a, b = arms.get((to, s)), arms.get((base, s))
+        if a and b and a["metrics"].get(metric) is not None and b["metrics"].get(metric) is not None:
+            out.append(a["metrics"][metric] - b["metrics"][metric])
+    return out
+
+
 def summarize(cause: Cause, levels: list[Any], seeds: list[int], arms: dict[tuple[str, int], dict]) -> dict[str, Any]:
     """Per level and metric the mean over seeds with its interval; per level the paired difference to the
     baseline level (or the first level when the baseline is not studied); per metric the effect of going from the
     first to the last level, paired by seed, and how it compares with the literature's direction."""
     base = _label(cause.baseline) if cause.baseline in levels else _label(levels[0])
-    out: dict[str, Any] = {"levels": {}, "effects": {}}
+    out: dict[str, Any] = {"baseline": base, "levels": {}, "effects": {}}
     for level in map(_label, levels):
         entry: dict[str, Any] = {}
         for metric in METRICS:
             values = [arms[(level, s)]["metrics"].get(metric) for s in seeds if (level, s) in arms]
             entry[metric] = mean_ci(values) | {"per_seed": values}
             if level != base:
-                diffs = [arms[(level, s)]["metrics"].get(metric) - arms[(base, s)]["metrics"][metric]
-                         for s in seeds if (level, s) in arms and (base, s) in arms
-                         and arms[(level, s)]["metrics"].get(metric) is not None
-                         and arms[(base, s)]["metrics"].get(metric) is not None]
-                entry[metric]["diff_vs_baseline"] = mean_ci(diffs)
+                entry[metric]["diff_vs_baseline"] = mean_ci(paired_diffs(arms, level, base, metric, seeds))
         out["levels"][level] = entry
     first, last = _label(levels[0]), _label(levels[-1])
     for metric in METRICS:
-        diffs = [arms[(last, s)]["metrics"][metric] - arms[(first, s)]["metrics"][metric] for s in seeds
-                 if (first, s) in arms and (last, s) in arms and arms[(first, s)]["metrics"].get(metric) is not None
-                 and arms[(last, s)]["metrics"].get(metric) is not None]
-        effect = mean_ci(diffs)
+        effect = mean_ci(paired_diffs(arms, last, first, metric, seeds))
         expect = cause.expect.get(metric)
         out["effects"][metric] = effect | {"from": first, "to": last, "expected_sign": expect,
                                            "verdict": verdict(effect, expect)}
-    out["baseline"] = base
     return out
 
 
@@ -224,17 +227,23 @@ def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[i
     out.mkdir(parents=True, exist_ok=True)
     test_world = World()
     arms: dict[tuple[str, int], dict] = {}
+    total = len(levels) * len(seeds)
     for level in levels:
         for seed in seeds:
             folder = out / "arms" / _label(level) / f"s{seed}"
             done = folder / "arm.json"
             if done.exists():
-                arms[(_label(level), seed)] = json.loads(done.read_text())
+                record = json.loads(done.read_text())
+                if record.get("config", config.to_dict()) != config.to_dict():
+                    raise ValueError(f"{done} was made with another study recipe ({record['config']}); give this "
+                                     "one a new --output, or rerun with the recipe that folder used")
+                arms[(_label(level), seed)] = record
                 continue
             t0 = time.time()
             world, tiny, train, arm = arm_recipe(cause, level, seed, config)  # a decoding arm: the study recipe
             if progress:
-                print(f"study {cause.name}: level {level}, seed {seed}", file=sys.stderr, flush=True)
+                print(f"study {cause.name}: arm {len(arms) + 1} of {total}, level {level}, seed {seed}",
+                      file=sys.stderr, flush=True)
             model_dir = train_tiny(world, train, tiny, progress=progress)
             t1 = time.time()
             threads = torch.get_num_threads()
@@ -245,11 +254,13 @@ def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[i
                 torch.set_num_threads(threads)
             log = json.loads((model_dir / "train_log.json").read_text())
             record = {"cause": cause.name, "level": level, "seed": seed, "model": str(model_dir),
-                      "metrics": metrics, "arm": {"knobs": arm.knobs, "model": arm.model, "train": arm.train,
-                                                   "method": arm.method, "method_args": arm.method_args},
-                      "seconds": {"training_recorded": round(log["seconds"], 1), "this_run_training": round(t1 - t0, 1),
+                      "config": config.to_dict(), "metrics": metrics,
+                      "arm": {"knobs": arm.knobs, "model": arm.model, "train": arm.train, "method": arm.method,
+                              "method_args": arm.method_args},
+                      "seconds": {"training_recorded": round(log["seconds"], 1),
+                                  "this_run_training": round(t1 - t0, 1),
                                   "this_run_evaluation": round(time.time() - t1, 1)}}
-            done.write_text(json.dumps(record, indent=1))
+            _write_json(done, record)
             arms[(_label(level), seed)] = record
             if progress:
                 s = record["seconds"]
@@ -260,13 +271,20 @@ def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[i
               "metric_names": METRICS,
               "arms": [arms[(_label(v), s)] for v in levels for s in seeds]}
     result |= {"summary": summarize(cause, levels, seeds, arms)}
-    (out / "study.json").write_text(json.dumps(result, indent=1, default=str))
+    _write_json(out / "study.json", result)
     if plots:
         from .plots import write_plots
 
         result["plots"] = write_plots(result, out / "plots")
     (out / "study.md").write_text(study_markdown(result))
     return result
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Whole or not at all: a study killed while writing leaves the previous file (or none), never half of one."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
 
 
 def _pct(x: float | None) -> str:
@@ -299,5 +317,5 @@ def study_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["METRICS", "StudyConfig", "arm_recipe", "evaluate_arm", "mean_ci", "run_study", "study_markdown",
-           "study_recipe", "summarize", "verdict"]
+__all__ = ["METRICS", "StudyConfig", "arm_recipe", "evaluate_arm", "mean_ci", "paired_diffs", "run_study",
+           "study_markdown", "study_recipe", "summarize", "verdict"]
