@@ -31,6 +31,7 @@ METRICS: dict[str, str] = {
     "pope_popular": "POPE popular accuracy",
     "pope_adversarial": "POPE adversarial accuracy",
     "pope_yes_rate": "POPE yes rate (3 splits)",
+    "yes_plateau": "seeds that answer yes to (nearly) every POPE question",
     "chair_i": "CHAIR_i",
     "chair_s": "CHAIR_s",
     "coverage": "coverage (scene objects named)",
@@ -54,8 +55,8 @@ class StudyConfig(Config):
     model: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "TinyConfig fields of the study recipe (default: the built-in model's sizes)"})
     train: dict[str, Any] = field(
-        default_factory=lambda: {"steps": 1400, "batch_size": 16, "vision_pretrain_steps": 400}, metadata={
-            "help": "TrainConfig fields of the study recipe (default: the built-in model's recipe at half its batch "
+        default_factory=lambda: {"steps": 1400, "batch_size": 24, "vision_pretrain_steps": 400}, metadata={
+            "help": "TrainConfig fields of the study recipe (default: the built-in model's recipe at 3/4 of its batch "
                     "and under half its stage 0: docs/studies/causes.md)"})
     pope_images: int = field(default=200, metadata={"help": "world test images per POPE split (6 questions each)"})
     chair_images: int = field(default=300, metadata={"help": "world test images captioned (CHAIR, claims, base rank)"})
@@ -140,6 +141,9 @@ def evaluate_arm(adapter, world: World, arm: Arm, out: Path, config: StudyConfig
         m[f"pope_{split}"] = res["metrics"]["accuracy"]
         yes.append(res["metrics"]["yes_ratio"])
     m["pope_yes_rate"] = statistics.mean(yes)
+    # A model that says yes to everything has not learnt to look (the recipe's "yes" plateau): counted, so that
+    # a level that keeps models there is seen as such rather than as more hallucination.
+    m["yes_plateau"] = float(m["pope_yes_rate"] >= 0.98)
     chair_task = WorldCHAIR(world, n_images=config.chair_images)
     res = run_benchmark(chair_task, adapter, out, **run)["metrics"]
     m["chair_i"], m["chair_s"], m["coverage"] = res["chair_i"], res["chair_s"], res["coverage"]["value"]

@@ -38,7 +38,7 @@ def study(
     model_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help="TinyConfig fields of the study recipe (default: the built-in model's sizes)")] = None,
     train_args: Annotated[str | None, typer.Option(metavar="K=V,...",
-        help="TrainConfig fields of the study recipe (default: steps=1400,batch_size=16,"
+        help="TrainConfig fields of the study recipe (default: steps=1400,batch_size=24,"
              "vision_pretrain_steps=400)")] = None,
     study_args: Annotated[str | None, typer.Option(metavar="K=V,...",
         help="StudyConfig fields: pope_images, chair_images, prior_images, batch_size, threads")] = None,
