@@ -164,14 +164,14 @@ def test_mean_ci_and_verdicts():
 def test_summary_pairs_levels_by_seed():
     cause = CAUSES["cooccurrence"]
     arms = {}
-    for level, base in (("0.0", 0.10), ("0.95", 0.20)):
+    for level, base in (("0.0", 0.10), ("0.8", 0.20)):
         for seed, noise in ((0, 0.0), (1, 0.05), (2, -0.02)):
             arms[(level, seed)] = {"metrics": {"chair_i": base + noise, "pope_random": 0.9 - base}}
-    s = summarize(cause, [0.0, 0.95], [0, 1, 2], arms)
+    s = summarize(cause, [0.0, 0.8], [0, 1, 2], arms)
     eff = s["effects"]["chair_i"]
     assert eff["mean"] == pytest.approx(0.10) and eff["ci95"][0] == pytest.approx(0.10)  # same seed noise: exact
     assert eff["verdict"] == "agrees" and s["effects"]["pope_random"]["verdict"] == "agrees"
-    assert s["baseline"] == "0.95"
+    assert s["baseline"] == "0.8"  # the study recipe's level
     assert s["levels"]["0.0"]["chair_i"]["diff_vs_baseline"]["mean"] == pytest.approx(-0.10)
 
 
@@ -200,6 +200,12 @@ def test_a_killed_study_resumes_to_the_same_results(tmp_path, monkeypatch):
     assert (tmp_path / "killed" / "arms" / "0.0" / "s0" / "arm.json").stat().st_mtime_ns == first  # not redone
     assert [a["metrics"] for a in resumed["arms"]] == [a["metrics"] for a in whole["arms"]]
     assert resumed["summary"] == whole["summary"]
+    other = StudyConfig(**{**MICRO_STUDY.to_dict(), "chair_images": 5})
+    with pytest.raises(ValueError, match="another study recipe or evaluation.*new --output"):
+        run_study("annotation-noise", [0.0, 0.5], [0], tmp_path / "killed", other, progress=False, plots=False)
+    changed = StudyConfig(**{**MICRO_STUDY.to_dict(), "knobs": {"yes_bias": 0.7}})
+    with pytest.raises(ValueError, match="another study recipe or evaluation"):
+        run_study("annotation-noise", [0.0, 0.5], [0], tmp_path / "killed", changed, progress=False, plots=False)
 
 
 def test_study_command_writes_json_plots_and_page(tmp_path, monkeypatch):

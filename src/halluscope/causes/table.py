@@ -115,7 +115,7 @@ class Cause:
 _OBJECTS = {"chair_i": 1, "claims_object": 1, "pope_adversarial": -1, "pope_popular": -1, "pope_random": -1}
 
 CAUSES: dict[str, Cause] = {c.name: c for c in (
-    Cause("cooccurrence", "data", "WorldConfig.cooccurrence_strength (training world)", (0.0, 0.5, 0.8, 0.95), 0.95,
+    Cause("cooccurrence", "data", "WorldConfig.cooccurrence_strength (training world)", (0.0, 0.5, 0.8, 0.95), 0.8,
           _probability, _knob("cooccurrence_strength"),
           "Objects that co-occur in the training data are hallucinated together: stronger co-occurrence, more object "
           "hallucination, worst on POPE's adversarial split (POPE; LURE; HalluciDoctor).", _OBJECTS),
