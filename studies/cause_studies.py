@@ -80,10 +80,12 @@ START, END = "<!-- results:start (python studies/cause_studies.py --page) -->", 
 
 
 def _cell(e: dict) -> str:
+    """A level's mean with its interval, clipped to [0, 100] % (a t-interval over 3 seeds can reach past them)."""
     if e["mean"] is None:
         return "-"
     ci = e.get("ci95")
-    return f"{100 * e['mean']:.1f}" + ("" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+    lo, hi = (None, None) if ci is None else (max(0.0, ci[0]), min(1.0, ci[1]))
+    return f"{100 * e['mean']:.1f}" + ("" if ci is None else f" [{100 * lo:.1f}, {100 * hi:.1f}]")
 
 
 def _effect(e: dict) -> str:
@@ -126,7 +128,7 @@ def page() -> None:
         lines = [f"### {name}", "", f"Varies {r['sets']}; levels {', '.join(levels)}; seeds "
                  f"{', '.join(map(str, r['seeds']))}. Results: {link}.",
                  "", f"![{name}](causes/{name}.png)", "",
-                 "| metric, % (mean over seeds [95 % t-interval]) | " + " | ".join(levels) + " | literature | lab |",
+                 "| metric, % (mean over seeds [95 % t-interval, within 0-100]) | " + " | ".join(levels) + " | literature | lab |",
                  "|---|" + "---|" * (len(levels) + 2)]
         for m, title in r["metric_names"].items():
             e = s["effects"][m]

@@ -26,6 +26,7 @@ def _curve(ax, result: dict[str, Any], metric: str) -> None:
         xs.append(i)
         means.append(100 * e["mean"])
         lo, hi = e["ci95"] or (e["mean"], e["mean"])
+        lo, hi = max(lo, 0.0), min(hi, 1.0)  # every metric is a share; a t-interval over 3 seeds can pass its bounds
         lows.append(100 * (e["mean"] - lo))
         highs.append(100 * (hi - e["mean"]))
     ax.errorbar(xs, means, yerr=[lows, highs], color="#1f5fa8", marker="s", ms=5, capsize=4, zorder=2)
