@@ -128,7 +128,8 @@ def page() -> None:
         lines = [f"### {name}", "", f"Varies {r['sets']}; levels {', '.join(levels)}; seeds "
                  f"{', '.join(map(str, r['seeds']))}. Results: {link}.",
                  "", f"![{name}](causes/{name}.png)", "",
-                 "| metric, % (mean over seeds [95 % t-interval, within 0-100]) | " + " | ".join(levels) + " | literature | lab |",
+                 "| metric, % (mean over seeds [95 % t-interval, within 0-100]) | " + " | ".join(levels)
+                 + " | literature | lab |",
                  "|---|" + "---|" * (len(levels) + 2)]
         for m, title in r["metric_names"].items():
             e = s["effects"][m]
