@@ -89,6 +89,14 @@ def test_the_query_connector_gives_k_visual_tokens(world, k):
     assert torch.isfinite(model(**batch).loss)
 
 
+def test_tiny_config_names_the_fix_for_a_bad_size_or_connector():
+    for bad in ({"image_size": 12}, {"image_size": 0}, {"image_size": 128}):
+        with pytest.raises(ValueError, match="TinyConfig.image_size=.*divisors"):
+            TinyConfig(**bad)
+    with pytest.raises(ValueError, match="TinyConfig.connector=.*query-8"):
+        TinyConfig(connector="qformer")
+
+
 def test_the_linear_connector_is_one_linear_map(world):
     cfg = TinyConfig(**MICRO, connector="linear")
     model = build_model(build_processor(world, cfg), cfg)

@@ -32,38 +32,28 @@ class Arm:
         return bool(self.knobs or self.model or self.train)
 
 
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise ValueError(f"{text!r} is not in [0, 1]")
-    return value
+def _number(cast: type, ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """A level parser: `cast(text)`, which must pass `ok`, else a ValueError saying it is not `what`."""
+
+    def parse(text: str):
+        value = cast(text)
+        if not ok(value):
+            raise ValueError(f"{text!r} is not {what}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{text!r} is not a whole number >= 1")
-    return value
+_probability = _number(float, lambda v: 0 <= v <= 1, "in [0, 1]")
+_positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
+_temperature = _number(float, lambda v: v >= 0, "0 (greedy decoding) or a positive temperature")
+_top_p = _number(float, lambda v: 0 < v <= 1, "in (0, 1]")
 
 
 def _connector(text: str) -> str:
     if text not in ("mlp", "linear") and query_tokens(text) is None:
         raise ValueError(f"{text!r} is not a connector; use mlp, linear or query-K (K >= 1, e.g. query-8)")
     return text
-
-
-def _temperature(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError(f"{text!r} is negative; use 0 for greedy decoding or a positive temperature")
-    return value
-
-
-def _top_p(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise ValueError(f"{text!r} is not in (0, 1]")
-    return value
 
 
 def _knob(name: str) -> Callable[[Any], Arm]:

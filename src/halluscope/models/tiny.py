@@ -62,8 +62,9 @@ class TinyConfig(Config):
         for name in ("vision_hidden", "vision_layers", "text_hidden", "text_layers", "heads", "max_positions"):
             if getattr(self, name) < 1:
                 self.fail(name, "use a value >= 1")
-        if self.image_size % GRID or not GRID <= self.image_size <= IMAGE_SIZE:
-            self.fail("image_size", f"use a multiple of {GRID} from {GRID} to {IMAGE_SIZE}, e.g. 32")
+        if not GRID <= self.image_size <= IMAGE_SIZE or self.image_size % GRID or IMAGE_SIZE % self.image_size:
+            self.fail("image_size", f"use {IMAGE_SIZE} or one of its divisors down to {GRID} (the box filter averages "
+                                    "whole blocks of pixels), e.g. 32")
         if self.connector not in ("mlp", "linear") and query_tokens(self.connector) is None:
             self.fail("connector", "use 'mlp', 'linear' or 'query-K' with K >= 1, e.g. 'query-8'")
 
