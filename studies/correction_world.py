@@ -61,6 +61,7 @@ def calibrate(adapter, world, n: int, batch_size: int, method: str, max_coverage
     Returns the choice and the grid's scores (false claims and coverage before and after, per pair)."""
     from halluscope.correction import Item, make_corrector
     from halluscope.correction.world import WoodpeckerDecider
+    from halluscope.tasks.world import CAPTION_FROM_SUMS, CLAIMS_FROM_SUMS, claim_counts, metric_of
     from halluscope.world import CAPTION_PROMPTS
     from halluscope.world.claims import caption_claims
 
@@ -76,14 +77,11 @@ def calibrate(adapter, world, n: int, batch_size: int, method: str, max_coverage
         corrector.correct(items[i:i + batch_size])
 
     def score(captions: list[str]) -> tuple[float, float]:
-        false = total = named = objects = 0
-        for it, caption in zip(items, captions):
-            claims = caption_claims(caption, it.scene, world.config)
-            false += sum(not c.true for c in claims)
-            total += len(claims)
-            named += len({c.cls for c in claims if c.kind == "object" and c.true} & set(it.scene.classes))
-            objects += len(set(it.scene.classes))
-        return false / max(total, 1), named / max(objects, 1)
+        """(share of false claims, coverage), counted as world-chair counts them."""
+        records = [{"claims": [c.to_dict() for c in caption_claims(caption, it.scene, world.config)],
+                    "objects": it.scene.classes, "repeats_phrase": False} for it, caption in zip(items, captions)]
+        counts = claim_counts(records)
+        return metric_of(counts, CLAIMS_FROM_SUMS["all"]), metric_of(counts, CAPTION_FROM_SUMS["coverage"])
 
     base_false, base_cov = score([it.caption for it in items])
     grid = []

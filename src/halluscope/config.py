@@ -18,6 +18,12 @@ class Config:
         """Raise the one-line error of an invalid field: which config, which field, its value, the fix."""
         raise ValueError(f"{type(self).__name__}.{name}={getattr(self, name)!r} is invalid: {fix}")
 
+    def check_at_least(self, lo: int, *names: str, why: str = "") -> None:
+        """Fail on the first of `names` whose value is below `lo` ("use a value >= lo", then `why`)."""
+        for name in names:
+            if getattr(self, name) < lo:
+                self.fail(name, f"use a value >= {lo}" + (f" {why}" if why else ""))
+
     def check_range(self, name: str, lo: float, hi: float, fix: str = "") -> None:
         value = getattr(self, name)
         if not lo <= value <= hi:

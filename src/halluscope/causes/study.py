@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..world import POPE_SPLITS, World
+from ..world import POPE_SPLITS, World, WorldConfig
 from .table import Arm, Cause, get_cause
 
 # What each arm reports (lower is better unless the name says accuracy or pope_): names, for the plots' titles.
@@ -74,14 +73,9 @@ class StudyConfig(Config):
         from ..models.tiny import TinyConfig
         from ..training.sft import TrainConfig
 
-        for name in ("chair_images", "batch_size", "threads"):
-            if getattr(self, name) < 1:
-                self.fail(name, "use a value >= 1")
-        for name in ("pope_images", "prior_images"):
-            if getattr(self, name) < 2:
-                self.fail(name, "use a value >= 2 (POPE draws an image's absent objects from the other images')")
-        from ..world import WorldConfig
-
+        self.check_at_least(1, "chair_images", "batch_size", "threads")
+        self.check_at_least(2, "pope_images", "prior_images",
+                            why="(POPE draws an image's absent objects from the other images')")
         for name, cls in (("knobs", WorldConfig), ("model", TinyConfig), ("train", TrainConfig)):
             try:
                 cls(**getattr(self, name))
@@ -226,6 +220,7 @@ def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[i
     study.json holds."""
     import torch
 
+    from ..runner import write_json
     from ..zoo import load_model
     from ..zoo.tiny import tiny_path, tiny_recipe, train_tiny
 
@@ -270,7 +265,7 @@ def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[i
                       "seconds": {"training_recorded": round(log["seconds"], 1),
                                   "this_run_training": round(t1 - t0, 1),
                                   "this_run_evaluation": round(time.time() - t1, 1)}}
-            _write_json(done, record)
+            write_json(done, record)
             arms[(_label(level), seed)] = record
             if progress:
                 s = record["seconds"]
@@ -281,7 +276,7 @@ def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[i
               "metric_names": METRICS,
               "arms": [arms[(_label(v), s)] for v in levels for s in seeds]}
     result |= {"summary": summarize(cause, levels, seeds, arms)}
-    _write_json(out / "study.json", result)
+    write_json(out / "study.json", result)
     if plots:
         from .plots import write_plots
 
@@ -298,13 +293,6 @@ def same_arm(record: dict[str, Any], model_dir: Path, config: StudyConfig) -> bo
     hash) evaluated at the same sizes."""
     done = record.get("config", {})
     return Path(record["model"]).name == model_dir.name and all(done.get(k) == getattr(config, k) for k in EVALUATION)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    """Whole or not at all: a study killed while writing leaves the previous file (or none), never half of one."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def _pct(x: float | None) -> str:

@@ -49,9 +49,7 @@ class BaseLMConfig(Config):
     log_every: int = field(default=50, metadata={"help": "steps between logged mean losses"})
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                self.fail(name, "use a value >= 1")
+        self.check_at_least(1, "steps", "batch_size", "checkpoint_every", "log_every")
         self.adam_betas = tuple(self.adam_betas)
 
 

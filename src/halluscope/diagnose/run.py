@@ -49,10 +49,8 @@ class DiagnoseConfig(Config):
     seed: int = field(default=0, metadata={"help": "masks, noise images, probe folds"})
 
     def __post_init__(self) -> None:
-        for name in ("n_captions", "n_pope_images", "n_stability", "n_gap", "n_attention", "trials", "n_train",
-                     "neighbours", "batch_size", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                self.fail(name, "use a value >= 1")
+        self.check_at_least(1, "n_captions", "n_pope_images", "n_stability", "n_gap", "n_attention", "trials",
+                            "n_train", "neighbours", "batch_size", "max_new_tokens")
         self.check_range("mask_ratio", 0.0, 1.0)
 
     def limited(self, limit: int | None) -> DiagnoseConfig:

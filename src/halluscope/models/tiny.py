@@ -59,9 +59,7 @@ class TinyConfig(Config):
         "recipe_omits_default": True})
 
     def __post_init__(self) -> None:
-        for name in ("vision_hidden", "vision_layers", "text_hidden", "text_layers", "heads", "max_positions"):
-            if getattr(self, name) < 1:
-                self.fail(name, "use a value >= 1")
+        self.check_at_least(1, "vision_hidden", "vision_layers", "text_hidden", "text_layers", "heads", "max_positions")
         if not GRID <= self.image_size <= IMAGE_SIZE or self.image_size % GRID or IMAGE_SIZE % self.image_size:
             self.fail("image_size", f"use {IMAGE_SIZE} or one of its divisors down to {GRID} (the box filter averages "
                                     "whole blocks of pixels), e.g. 32")
@@ -164,10 +162,14 @@ def build_processor(world: World, config: TinyConfig | None = None):
     )
 
 
+def image_size(processor) -> int:
+    """Pixels per side of the images the processor makes."""
+    return int(processor.image_processor.size["height"])
+
+
 def image_token_count(processor) -> int:
     """Image tokens the processor writes for one image of the built-in model."""
-    size = processor.image_processor.size["height"]
-    return (size // processor.patch_size) ** 2 + processor.num_additional_image_tokens - 1
+    return (image_size(processor) // processor.patch_size) ** 2 + processor.num_additional_image_tokens - 1
 
 
 def build_model(processor, config: TinyConfig | None = None, seed: int = 0):

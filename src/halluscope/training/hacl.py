@@ -74,9 +74,7 @@ class HACLConfig(Config):
     log_every: int = field(default=10, metadata={"help": "steps between logged means"})
 
     def __post_init__(self) -> None:
-        for name in ("steps", "checkpoint_every", "log_every", "head_ratio"):
-            if getattr(self, name) < 1:
-                self.fail(name, "use a value >= 1")
+        self.check_at_least(1, "steps", "checkpoint_every", "log_every", "head_ratio")
         if self.batch_size < 2:
             self.fail("batch_size", "a contrastive loss needs at least 2 images per step")
         if not 0 < self.temperature_min <= self.temperature <= self.temperature_max:
@@ -85,9 +83,7 @@ class HACLConfig(Config):
             self.fail("lr", "use a positive learning rate")
         if self.max_grad_norm <= 0:
             self.fail("max_grad_norm", "use a positive norm")
-        for name in ("warmup_steps", "contrastive_weight", "hallucinations_per_image", "weight_decay"):
-            if getattr(self, name) < 0:
-                self.fail(name, "use a value >= 0")
+        self.check_at_least(0, "warmup_steps", "contrastive_weight", "hallucinations_per_image", "weight_decay")
         self.adam_betas = tuple(self.adam_betas)
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             self.fail("adam_betas", "use two numbers in [0, 1), e.g. (0.9, 0.999)")

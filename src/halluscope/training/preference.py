@@ -90,10 +90,8 @@ class PreferenceConfig(Config):
     log_every: int = field(default=10, metadata={"help": "steps between logged means"})
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "n_pairs", "max_new_tokens", "generation_batch_size", "checkpoint_every",
-                     "log_every", "lora_r"):
-            if getattr(self, name) < 1:
-                self.fail(name, "use a value >= 1")
+        self.check_at_least(1, "steps", "batch_size", "n_pairs", "max_new_tokens", "generation_batch_size",
+                            "checkpoint_every", "log_every", "lora_r")
         if self.lr <= 0:
             self.fail("lr", "use a positive learning rate")
         if self.max_grad_norm <= 0:

@@ -28,7 +28,7 @@ from torch import nn
 from ..config import Config
 from ..hallucinate.world import world_hallucinations
 from ..models.parts import find_part
-from ..models.tiny import image_token_count, patch_projector
+from ..models.tiny import image_size, image_token_count, patch_projector
 from ..seeds import Stream, rng
 from ..world import CAPTION_PROMPTS, CLASSES, COLORS, GRID, IMAGE_SIZE, World
 from .loop import Trainer, cosine_lr
@@ -83,12 +83,8 @@ class TrainConfig(Config):
         "recipe_omits_default": True})
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "vision_batch_size", "checkpoint_every", "log_every", "qa_turns"):
-            if getattr(self, name) < 1:
-                self.fail(name, "use a value >= 1")
-        for name in ("warmup_steps", "vision_pretrain_steps", "connector_steps"):
-            if getattr(self, name) < 0:
-                self.fail(name, "use a value >= 0 (0 skips it)")
+        self.check_at_least(1, "steps", "batch_size", "vision_batch_size", "checkpoint_every", "log_every", "qa_turns")
+        self.check_at_least(0, "warmup_steps", "vision_pretrain_steps", "connector_steps", why="(0 skips it)")
         if self.lr <= 0:
             self.fail("lr", "use a positive learning rate")
         if self.max_grad_norm <= 0:
@@ -120,10 +116,6 @@ def pixel_values(arrays: np.ndarray, size: int = IMAGE_SIZE) -> torch.Tensor:
         x = torch.floor(F.avg_pool2d(torch.floor(F.avg_pool2d(x, (1, f)) + 0.5), (f, 1)) + 0.5)
     return (x / 255.0 - 0.5) / 0.5
 
-
-def image_size(processor) -> int:
-    """Pixels per side of the images the processor makes."""
-    return int(processor.image_processor.size["height"])
 
 
 def _choice(gen: np.random.Generator, mix: dict[str, float]) -> str:
