@@ -212,12 +212,10 @@ def verdict(effect: dict[str, Any], expect: int | None) -> str:
     return "agrees" if sign == expect else "disagrees"
 
 
-def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[int] | None = None,
-              output: str | Path = "study", config: StudyConfig | None = None, progress: bool = True,
-              plots: bool = True) -> dict[str, Any]:
-    """Train and evaluate every (level, seed) arm of `cause` that is not finished in OUTPUT, then write
-    OUTPUT/study.json, one dose-response PNG per metric under OUTPUT/plots/, and OUTPUT/study.md; returns what
-    study.json holds."""
+def run_arm(cause: str | Cause, level: Any, seed: int, output: str | Path = "study",
+            config: StudyConfig | None = None, progress: bool = True) -> dict[str, Any]:
+    """One arm of a study: train (or find cached) the model of (level, seed), evaluate it into
+    OUTPUT/arms/<level>/s<seed>/ and return its record; a finished arm is read, not redone."""
     import torch
 
     from ..runner import write_json
@@ -225,49 +223,64 @@ def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[i
     from ..zoo.tiny import tiny_path, tiny_recipe, train_tiny
 
     cause = get_cause(cause) if isinstance(cause, str) else cause
+    config = config or StudyConfig()
+    folder = Path(output) / "arms" / _label(level) / f"s{seed}"
+    done = folder / "arm.json"
+    world, tiny, train, arm = arm_recipe(cause, level, seed, config)  # a decoding arm: the study recipe
+    if done.exists():
+        record = json.loads(done.read_text())
+        if not same_arm(record, tiny_path(tiny_recipe(world, train, tiny)), config):
+            raise ValueError(f"{done} was made with another study recipe or evaluation ({record['model']}, "
+                             f"{record['config']}); give this study a new --output, or rerun it as it was")
+        return record
+    t0 = time.time()
+    training_threads = torch.get_num_threads()
+    model_dir = train_tiny(world, train, tiny, progress=progress)
+    t1 = time.time()
+    torch.set_num_threads(config.threads)
+    try:
+        metrics = evaluate_arm(load_model(str(model_dir)), World(), arm, folder, config)
+    finally:
+        torch.set_num_threads(training_threads)
+    log = json.loads((model_dir / "train_log.json").read_text())
+    record = {"cause": cause.name, "level": level, "seed": seed, "model": str(model_dir),
+              "config": config.to_dict(), "metrics": metrics,
+              "arm": {"knobs": arm.knobs, "model": arm.model, "train": arm.train, "method": arm.method,
+                      "method_args": arm.method_args},
+              # the threads this process trained with: a model trained here (not found cached) took
+              # this_run_training seconds on them
+              "seconds": {"training_recorded": round(log["seconds"], 1),
+                          "this_run_training": round(t1 - t0, 1),
+                          "this_run_evaluation": round(time.time() - t1, 1)},
+              "training_threads": training_threads}
+    write_json(done, record)
+    return record
+
+
+def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[int] | None = None,
+              output: str | Path = "study", config: StudyConfig | None = None, progress: bool = True,
+              plots: bool = True) -> dict[str, Any]:
+    """Train and evaluate every (level, seed) arm of `cause` that is not finished in OUTPUT (`run_arm`), then
+    write OUTPUT/study.json, one dose-response PNG per metric under OUTPUT/plots/, and OUTPUT/study.md; returns
+    what study.json holds."""
+    from ..runner import write_json
+
+    cause = get_cause(cause) if isinstance(cause, str) else cause
     levels = list(levels) if levels is not None else list(cause.levels)
     seeds = list(seeds) if seeds is not None else [0, 1, 2]
     config = config or StudyConfig()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    test_world = World()
     arms: dict[tuple[str, int], dict] = {}
     total = len(levels) * len(seeds)
     for level in levels:
         for seed in seeds:
-            folder = out / "arms" / _label(level) / f"s{seed}"
-            done = folder / "arm.json"
-            world, tiny, train, arm = arm_recipe(cause, level, seed, config)  # a decoding arm: the study recipe
-            if done.exists():
-                record = json.loads(done.read_text())
-                if not same_arm(record, tiny_path(tiny_recipe(world, train, tiny)), config):
-                    raise ValueError(f"{done} was made with another study recipe or evaluation ({record['model']}, "
-                                     f"{record['config']}); give this study a new --output, or rerun it as it was")
-                arms[(_label(level), seed)] = record
-                continue
-            t0 = time.time()
-            if progress:
+            fresh = not (out / "arms" / _label(level) / f"s{seed}" / "arm.json").exists()
+            if fresh and progress:
                 print(f"study {cause.name}: arm {len(arms) + 1} of {total}, level {level}, seed {seed}",
                       file=sys.stderr, flush=True)
-            model_dir = train_tiny(world, train, tiny, progress=progress)
-            t1 = time.time()
-            threads = torch.get_num_threads()
-            torch.set_num_threads(config.threads)
-            try:
-                metrics = evaluate_arm(load_model(str(model_dir)), test_world, arm, folder, config)
-            finally:
-                torch.set_num_threads(threads)
-            log = json.loads((model_dir / "train_log.json").read_text())
-            record = {"cause": cause.name, "level": level, "seed": seed, "model": str(model_dir),
-                      "config": config.to_dict(), "metrics": metrics,
-                      "arm": {"knobs": arm.knobs, "model": arm.model, "train": arm.train, "method": arm.method,
-                              "method_args": arm.method_args},
-                      "seconds": {"training_recorded": round(log["seconds"], 1),
-                                  "this_run_training": round(t1 - t0, 1),
-                                  "this_run_evaluation": round(time.time() - t1, 1)}}
-            write_json(done, record)
-            arms[(_label(level), seed)] = record
-            if progress:
+            record = arms[(_label(level), seed)] = run_arm(cause, level, seed, out, config, progress)
+            if fresh and progress:
                 s = record["seconds"]
                 print(f"study {cause.name}: level {level}, seed {seed} done (training {s['this_run_training']:.0f} s, "
                       f"evaluation {s['this_run_evaluation']:.0f} s)", file=sys.stderr, flush=True)
