@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from halluscope import load_model
-from halluscope.causes import CAUSES, METRICS, StudyConfig, arm_recipe, mean_ci, run_study, summarize, verdict
+from halluscope.causes import (CAUSES, METRICS, StudyConfig, arm_recipe, mean_ci, run_arm, run_study, summarize,
+                               verdict)
 from halluscope.models import MARKER
 from halluscope.models.tiny import TinyConfig, build_model, build_processor, image_token_count
 from halluscope.training.sft import Batcher, TrainConfig, batch_for_step, make_example, pixel_values
@@ -208,6 +209,13 @@ def test_a_killed_study_resumes_to_the_same_results(tmp_path, monkeypatch):
     assert (tmp_path / "killed" / "arms" / "0.0" / "s0" / "arm.json").stat().st_mtime_ns == first  # not redone
     assert [a["metrics"] for a in resumed["arms"]] == [a["metrics"] for a in whole["arms"]]
     assert resumed["summary"] == whole["summary"]
+    # an arm finished before a caption measure existed gets it from its saved caption results
+    arm_json = tmp_path / "killed" / "arms" / "0.0" / "s0" / "arm.json"
+    record = json.loads(arm_json.read_text())
+    del record["metrics"]["repeats_phrase"]
+    arm_json.write_text(json.dumps(record))
+    backfilled = run_arm("annotation-noise", 0.0, 0, tmp_path / "killed", MICRO_STUDY)
+    assert backfilled["metrics"] == whole["arms"][0]["metrics"]
     other = StudyConfig(**{**MICRO_STUDY.to_dict(), "chair_images": 5})
     with pytest.raises(ValueError, match="another study recipe or evaluation.*new --output"):
         run_study("annotation-noise", [0.0, 0.5], [0], tmp_path / "killed", other, progress=False, plots=False)

@@ -39,6 +39,7 @@ METRICS: dict[str, str] = {
     "claims_count": "false count claims",
     "claims_relation": "false relation claims",
     "claims_all": "false claims, all kinds",
+    "repeats_phrase": "captions naming a class in two phrases",
     "attribute_breaking": "false colour claims on prior-breaking objects",
     "prior_yes_rate": "yes rate without the image",
     "prior_persist": "false 'yes' that persist without the image",
@@ -124,6 +125,14 @@ def mean_ci(values: list[float]) -> dict[str, Any]:
     return {"mean": m, "ci95": [m - half, m + half], "n": len(vals)}
 
 
+def caption_metrics(res: dict[str, Any]) -> dict[str, float | None]:
+    """The arm's caption measures from world-chair's metrics."""
+    m = {"chair_i": res["chair_i"], "chair_s": res["chair_s"], "coverage": res["coverage"]["value"],
+         "repeats_phrase": res["repeats_phrase"]["value"],
+         "attribute_breaking": res["claims_bias"].get("attribute", {}).get("breaking", {}).get("value")}
+    return m | {f"claims_{kind}": e["value"] if e["n"] else None for kind, e in res["claims"].items()}
+
+
 def evaluate_arm(adapter, world: World, arm: Arm, out: Path, config: StudyConfig) -> dict[str, float | None]:
     """The arm's metrics on the default world's test images (`world`), evaluated into OUT (resumes)."""
     from ..diagnose.base_lm import VLMScorer
@@ -145,11 +154,7 @@ def evaluate_arm(adapter, world: World, arm: Arm, out: Path, config: StudyConfig
     # a level that keeps models there is seen as such rather than as more hallucination.
     m["yes_plateau"] = float(m["pope_yes_rate"] >= 0.98)
     chair_task = WorldCHAIR(world, n_images=config.chair_images)
-    res = run_benchmark(chair_task, adapter, out, **run)["metrics"]
-    m["chair_i"], m["chair_s"], m["coverage"] = res["chair_i"], res["chair_s"], res["coverage"]["value"]
-    for kind, entry in res["claims"].items():
-        m[f"claims_{kind}"] = entry["value"] if entry["n"] else None
-    m["attribute_breaking"] = res["claims_bias"].get("attribute", {}).get("breaking", {}).get("value")
+    m |= caption_metrics(run_benchmark(chair_task, adapter, out, **run)["metrics"])
 
     by_id = {r["id"]: r["caption"] for r in read_jsonl(out / "world-chair.jsonl")}
     samples = chair_task.samples()
@@ -232,7 +237,9 @@ def run_arm(cause: str | Cause, level: Any, seed: int, output: str | Path = "stu
         if not same_arm(record, tiny_path(tiny_recipe(world, train, tiny)), config):
             raise ValueError(f"{done} was made with another study recipe or evaluation ({record['model']}, "
                              f"{record['config']}); give this study a new --output, or rerun it as it was")
-        return record
+        # caption measures added after the arm finished come from its saved caption results
+        saved = json.loads((folder / "world-chair.results.json").read_text())["metrics"]
+        return record | {"metrics": caption_metrics(saved) | record["metrics"]}
     t0 = time.time()
     training_threads = torch.get_num_threads()
     model_dir = train_tiny(world, train, tiny, progress=progress)
