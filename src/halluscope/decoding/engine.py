@@ -28,6 +28,7 @@ each sample's clean row, whose result is kept.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -303,13 +304,22 @@ def decode(adapter, inputs: dict[str, torch.Tensor], n_branches: int, scores: Sc
         return tokens
 
     extra = {"min_new_tokens": min_new_tokens} if min_new_tokens else {}
-    # The model's own generation config, passed on: InstructBLIP's `generate` hands over to its language model's,
-    # which would otherwise read the language model's config instead.
     result.tokens = adapter.model.generate(
-        **inputs, custom_generate=loop, generation_config=adapter.model.generation_config,
-        max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=pad, use_cache=use_cache,
-        **sampling.generate_kwargs(), **extra)
+        **inputs, custom_generate=loop,
+        generation_config=generation_config(adapter, max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=pad,
+                                            use_cache=use_cache, **sampling.generate_kwargs(), **extra))
     return result
+
+
+def generation_config(adapter, **settings: Any):
+    """The model's own generation config with `settings` on a copy, passed to `generate` whole: transformers
+    takes a config or loose settings, not both, and InstructBLIP's `generate` hands over to its language model,
+    which would otherwise read the language model's config."""
+    config = copy.deepcopy(adapter.model.generation_config)
+    unused = config.update(**settings)
+    if unused:
+        raise TypeError(f"not generation settings: {sorted(unused)}")
+    return config
 
 
 def first_step_logits(adapter, inputs: dict[str, torch.Tensor], n_branches: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .engine import first_step_logits
+from .engine import first_step_logits, generation_config
 from .protocol import DecodingMethod, SamplingConfig
 
 
@@ -22,12 +22,9 @@ class HFGenerate(DecodingMethod):
         if self.config.sample and self.config.seed is not None:
             torch.manual_seed(self.config.seed)
         extra = {"min_new_tokens": min_new_tokens} if min_new_tokens else {}
-        # The model's generation config passed on, as the engine does (InstructBLIP's `generate` would read its
-        # language model's instead).
-        out = adapter.model.generate(**inputs, generation_config=adapter.model.generation_config,
-                                     max_new_tokens=max_new_tokens, num_beams=1,
-                                     pad_token_id=adapter.tokenizer.pad_token_id, **self.config.generate_kwargs(),
-                                     **extra)
+        out = adapter.model.generate(**inputs, generation_config=generation_config(
+            adapter, max_new_tokens=max_new_tokens, num_beams=1, pad_token_id=adapter.tokenizer.pad_token_id,
+            **self.config.generate_kwargs(), **extra))
         return out[:, inputs["input_ids"].shape[1]:]
 
     def first_token_scores(self, adapter, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
