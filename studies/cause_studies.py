@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--out", default="runs/causes")
     ap.add_argument("--check", action="store_true", help="profile checks of the study recipe against the default")
     ap.add_argument("--page", action="store_true", help="write the results part of docs/studies/causes.md")
+    ap.add_argument("--finished-only", action="store_true",
+                    help="train nothing: summarize the finished arms and list the missing ones")
     ap.add_argument("--workers", type=int, default=1, help="arms trained side by side (each on cores/N threads)")
     ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -51,7 +53,7 @@ def main() -> None:
     if args.worker is not None:
         return work(names, seeds, out, args.workers)
     extra = {"workers": args.workers}
-    if args.workers > 1:
+    if args.workers > 1 and not args.finished_only:
         t0 = time.time()
         shutil.rmtree(out / ".claims", ignore_errors=True)  # claims of a run that stopped: their arms redo
         procs = [subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--worker", str(i)])
@@ -61,7 +63,7 @@ def main() -> None:
         extra["wall_seconds_workers"] = round(time.time() - t0)
     for name in names:
         t0 = time.time()
-        result = run_study(name, None, seeds, out / name, StudyConfig())
+        result = run_study(name, None, seeds, out / name, StudyConfig(), train=not args.finished_only)
         hashes = {f"{a['level']}/s{a['seed']}": model_hash(a["model"]) for a in result["arms"]}
         path = write_result("causes", result | extra | {"wall_seconds_this_run": round(time.time() - t0)},
                             path=Path(__file__).parent / "results" / "causes" / f"{name}.json", model_hash=hashes)
@@ -185,6 +187,8 @@ def page() -> None:
                 + f"): median {sorted(secs)[len(secs) // 2]:.0f} s, max {max(secs):.0f} s")
         cost += (f"; training where it ran: {min(trained):.0f}-{max(trained):.0f} s." if trained else
                  " (every model was cached: decoding levels, or a rerun).")
+        if r.get("missing_arms"):
+            cost += f" Not run yet: {', '.join(r['missing_arms'])} (level/seed); the means above leave them out."
         sections.append("\n".join(lines + ["", cost, ""]))
     text = ["## Results", "", "Every claim the literature makes that the lab tested, from the first to the last level "
             "(the effect is paired by seed; 'agrees' or 'disagrees' when its interval excludes 0):", "",

@@ -204,6 +204,10 @@ def test_a_killed_study_resumes_to_the_same_results(tmp_path, monkeypatch):
         run_study("annotation-noise", [0.0, 0.5], [0], tmp_path / "killed", MICRO_STUDY, progress=False, plots=False)
     first = (tmp_path / "killed" / "arms" / "0.0" / "s0" / "arm.json").stat().st_mtime_ns
     monkeypatch.setattr(runner, "run_benchmark", real)
+    partial = run_study("annotation-noise", [0.0, 0.5], [0], tmp_path / "killed", MICRO_STUDY, progress=False,
+                        plots=False, train=False)  # the finished arm only, the unfinished one listed
+    assert [a["level"] for a in partial["arms"]] == [0.0] and partial["missing_arms"] == ["0.5/s0"]
+    assert partial["summary"]["levels"]["0.0"] == whole["summary"]["levels"]["0.0"]
     resumed = run_study("annotation-noise", [0.0, 0.5], [0], tmp_path / "killed", MICRO_STUDY, progress=False,
                         plots=False)
     assert (tmp_path / "killed" / "arms" / "0.0" / "s0" / "arm.json").stat().st_mtime_ns == first  # not redone

@@ -266,10 +266,11 @@ def run_arm(cause: str | Cause, level: Any, seed: int, output: str | Path = "stu
 
 def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[int] | None = None,
               output: str | Path = "study", config: StudyConfig | None = None, progress: bool = True,
-              plots: bool = True) -> dict[str, Any]:
+              plots: bool = True, train: bool = True) -> dict[str, Any]:
     """Train and evaluate every (level, seed) arm of `cause` that is not finished in OUTPUT (`run_arm`), then
     write OUTPUT/study.json, one dose-response PNG per metric under OUTPUT/plots/, and OUTPUT/study.md; returns
-    what study.json holds."""
+    what study.json holds. With `train=False` only the finished arms are summarized, and the others are listed
+    under "missing_arms"."""
     from ..runner import write_json
 
     cause = get_cause(cause) if isinstance(cause, str) else cause
@@ -279,10 +280,14 @@ def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[i
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     arms: dict[tuple[str, int], dict] = {}
+    missing: list[str] = []
     total = len(levels) * len(seeds)
     for level in levels:
         for seed in seeds:
             fresh = not (out / "arms" / _label(level) / f"s{seed}" / "arm.json").exists()
+            if fresh and not train:
+                missing.append(f"{_label(level)}/s{seed}")
+                continue
             if fresh and progress:
                 print(f"study {cause.name}: arm {len(arms) + 1} of {total}, level {level}, seed {seed}",
                       file=sys.stderr, flush=True)
@@ -294,7 +299,8 @@ def run_study(cause: str | Cause, levels: list[Any] | None = None, seeds: list[i
     result = {"cause": cause.name, "group": cause.group, "sets": cause.sets, "claim": cause.claim,
               "levels": [_label(v) for v in levels], "seeds": seeds, "config": config.to_dict(),
               "metric_names": METRICS,
-              "arms": [arms[(_label(v), s)] for v in levels for s in seeds]}
+              "arms": [arms[(_label(v), s)] for v in levels for s in seeds if (_label(v), s) in arms],
+              "missing_arms": missing}
     result |= {"summary": summarize(cause, levels, seeds, arms)}
     write_json(out / "study.json", result)
     if plots:
