@@ -7,7 +7,7 @@ every arm's model).
 
 Arms already finished in OUT/<cause>/ are read, not redone, so the command resumes a study that stopped.
 `--workers N` trains N arms side by side, each process on cores/N torch threads, taking arms from one list in the
-order given (on 2 cores, two one-thread workers train about 1.2x the arms an hour of one two-thread process; each
+order given (on 2 cores, two one-thread workers train about 1.3x the arms an hour of one two-thread process; each
 arm takes longer, so arm costs are measured with one worker).
 `--check` instead evaluates the study recipe (each seed) and the built-in model with the demo's profile checks,
 to show that the smaller recipe hallucinates the same way (studies/results/causes/study_recipe_checks.json).

@@ -41,6 +41,8 @@ METRICS: dict[str, str] = {
     "claims_all": "false claims, all kinds",
     "repeats_phrase": "captions naming a class in two phrases",
     "attribute_breaking": "false colour claims on prior-breaking objects",
+    "count_breaking": "false count claims on prior-breaking classes",
+    "relation_breaking": "false relation claims on prior-breaking pairs",
     "prior_yes_rate": "yes rate without the image",
     "prior_persist": "false 'yes' that persist without the image",
     "base_rank_unshifted": "hallucinated first tokens the model ranks first without the image",
@@ -128,8 +130,9 @@ def mean_ci(values: list[float]) -> dict[str, Any]:
 def caption_metrics(res: dict[str, Any]) -> dict[str, float | None]:
     """The arm's caption measures from world-chair's metrics."""
     m = {"chair_i": res["chair_i"], "chair_s": res["chair_s"], "coverage": res["coverage"]["value"],
-         "repeats_phrase": res["repeats_phrase"]["value"],
-         "attribute_breaking": res["claims_bias"].get("attribute", {}).get("breaking", {}).get("value")}
+         "repeats_phrase": res["repeats_phrase"]["value"]}
+    m |= {f"{kind}_breaking": res["claims_bias"].get(kind, {}).get("breaking", {}).get("value")
+          for kind in ("attribute", "count", "relation")}
     return m | {f"claims_{kind}": e["value"] if e["n"] else None for kind, e in res["claims"].items()}
 
 

@@ -127,14 +127,15 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
           {"claims_attribute": 1, "attribute_breaking": 1}),
     Cause("spatial-prior", "data", "WorldConfig.spatial_prior_strength", (0.0, 0.5, 0.75, 0.9), 0.9, _probability,
           _knob("spatial_prior_strength"),
-          "Pairs usually seen in one arrangement are described in it: a stronger prior, more relation errors "
-          "(Kamath et al. 2023 trace VLMs' spatial failures to their training data).",
-          {"claims_relation": 1}),
+          "Pairs usually seen in one arrangement are described in it: a stronger prior, more relation errors, "
+          "most on pairs that break it (Kamath et al. 2023 trace VLMs' spatial failures to their training data).",
+          {"claims_relation": 1, "relation_breaking": 1}),
     Cause("count-prior", "data", "WorldConfig.count_prior_strength", (0.0, 0.5, 0.7, 0.85), 0.85, _probability,
           _knob("count_prior_strength"),
-          "Classes that usually come in twos are counted as two: a stronger prior, more count errors (Vo et al. "
-          "2025: most counting errors on counterfactual images give the prior's answer).",
-          {"claims_count": 1}),
+          "Classes that usually come in twos are counted as two: a stronger prior, more count errors, most where "
+          "the image breaks it (Vo et al. 2025: most counting errors on counterfactual images give the prior's "
+          "answer).",
+          {"claims_count": 1, "count_breaking": 1}),
     Cause("resolution", "vision", "TinyConfig.image_size (pixels per side the vision tower sees; 16 patches always)",
           (64, 32, 16, 8), 64, _positive_int, lambda level: Arm(model={"image_size": level}),
           "Too low a resolution loses the details (small, faint objects, colours): lower resolution, more "
