@@ -31,7 +31,8 @@ def _curve(ax, result: dict[str, Any], metric: str) -> None:
         highs.append(100 * (hi - e["mean"]))
     ax.errorbar(xs, means, yerr=[lows, highs], color="#1f5fa8", marker="s", ms=5, capsize=4, zorder=2)
     ax.set_xticks(range(len(levels)))
-    ax.set_xticklabels(levels)
+    long = sum(map(len, levels)) > 24  # names such as query-16 would run into each other side by side
+    ax.set_xticklabels(levels, rotation=30 if long else 0, ha="right" if long else "center")
     eff = s["effects"][metric]
     ax.set_title(f"{result['metric_names'][metric]}\n{eff['verdict']}", fontsize=9,
                  color=VERDICT_COLORS.get(eff["verdict"], "#333333"))
