@@ -257,11 +257,10 @@ def run_arm(cause: str | Cause, level: Any, seed: int, output: str | Path = "stu
               "config": config.to_dict(), "metrics": metrics,
               "arm": {"knobs": arm.knobs, "model": arm.model, "train": arm.train, "method": arm.method,
                       "method_args": arm.method_args},
-              # the threads this process trained with: a model trained here (not found cached) took
-              # this_run_training seconds on them
               "seconds": {"training_recorded": round(log["seconds"], 1),
                           "this_run_training": round(t1 - t0, 1),
                           "this_run_evaluation": round(time.time() - t1, 1)},
+              # what this_run_training ran on: two one-thread workers make each arm slower than one process
               "training_threads": training_threads}
     write_json(done, record)
     return record
