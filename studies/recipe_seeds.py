@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--knobs", default=None, help="world knobs, e.g. scene_strength=0.9")
     ap.add_argument("--qa-mix", default=None, help="TrainConfig.qa_mix as type:share,..., e.g. "
                                                    "existence:0.5,attribute:0.1,attribute_yes_no:0.1,...")
+    ap.add_argument("--task-mix", default=None, help="TrainConfig.task_mix as task:share,..., e.g. "
+                                                     "detailed:0.35,short:0.05,qa:0.6")
     ap.add_argument("--train-only", action="store_true", help="train the listed seeds and stop")
     ap.add_argument("--pope-images", type=int, default=500)
     ap.add_argument("--chair-images", type=int, default=1000)
@@ -48,8 +50,9 @@ def main() -> None:
 
     out, world = Path(args.out), World(**parse_kv(args.knobs, "--knobs"))
     overrides = parse_kv(args.train, "--train")
-    if args.qa_mix:
-        overrides["qa_mix"] = {k: float(v) for k, v in (p.split(":") for p in args.qa_mix.split(","))}
+    for name in ("qa_mix", "task_mix"):
+        if getattr(args, name):
+            overrides[name] = {k: float(v) for k, v in (p.split(":") for p in getattr(args, name).split(","))}
     tiny = TinyConfig(**parse_kv(args.tiny, "--tiny"))
     rows = []
     for seed in map(int, args.seeds.split(",")):

@@ -57,6 +57,11 @@ class TrainConfig(Config):
         "help": "steps of stage 0: each patch's visual token learns to sit next to the input embedding of its "
                 "class and colour words (the analogue of LLaVA starting from a pretrained CLIP); 0 skips it"})
     vision_batch_size: int = field(default=128, metadata={"help": "images per stage-0 step"})
+    position_targets: bool = field(default=False, metadata={
+        "help": "stage 0 also classifies each patch's visual token by its row and its column (against learned "
+                "vectors, as the words), so that the tokens keep where they are, as a pretrained CLIP's patch "
+                "features do; without it they lose it (docs/studies/tiny-recipe.md)",
+        "recipe_omits_default": True})
     vision_adam_betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "AdamW betas of stage 0"})
     connector_steps: int = field(default=0, metadata={
         "help": "steps of the optional connector stage between stage 0 and instruction tuning, as LLaVA's stage 1: "
@@ -242,7 +247,7 @@ class WordTargets(nn.Module):
     visual tokens start near the words they show. The empty vectors and the scale are thrown away
     afterwards."""
 
-    def __init__(self, model: nn.Module, processor) -> None:
+    def __init__(self, model: nn.Module, processor, positions: bool = False) -> None:
         super().__init__()
         self.model = model
         tok, embed = processor.tokenizer, model.get_input_embeddings().weight.detach()
@@ -253,6 +258,9 @@ class WordTargets(nn.Module):
             self.register_buffer(name, F.normalize(rows, dim=-1))
         self.empty = nn.Parameter(0.02 * torch.randn(2, embed.shape[1]))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # One learned vector per row and per column; created only when used, so that a run without them draws the
+        # random numbers it always drew.
+        self.positions = nn.Parameter(0.02 * torch.randn(2 * GRID, embed.shape[1])) if positions else None
 
     @property
     def tower(self) -> nn.Module:
@@ -264,7 +272,8 @@ class WordTargets(nn.Module):
         return patch_projector(find_part(self.model, "projector"))
 
     def trained(self) -> list[nn.Parameter]:
-        return [*self.tower.parameters(), *self.projector.parameters(), self.empty, self.logit_scale]
+        extra = [] if self.positions is None else [self.positions]
+        return [*self.tower.parameters(), *self.projector.parameters(), self.empty, self.logit_scale, *extra]
 
     def forward(self, pixel_values: torch.Tensor, classes: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
         layer = self.model.config.vision_feature_layer
@@ -274,7 +283,13 @@ class WordTargets(nn.Module):
         empty = F.normalize(self.empty, dim=-1)
         logits = [scale * v @ torch.cat([empty[k : k + 1], words]).T
                   for k, words in enumerate((self.class_words, self.color_words))]
-        return sum(F.cross_entropy(lg.float(), t) for lg, t in zip(logits, (classes, colors)))
+        targets = [classes, colors]
+        if self.positions is not None:
+            cell = torch.arange(GRID * GRID, device=v.device).repeat(len(v) // (GRID * GRID))
+            rows, cols = F.normalize(self.positions, dim=-1).split(GRID)
+            logits += [scale * v @ rows.T, scale * v @ cols.T]
+            targets += [cell // GRID, cell % GRID]
+        return sum(F.cross_entropy(lg.float(), t) for lg, t in zip(logits, targets))
 
 
 class VisionPretrainer(Trainer):
@@ -287,7 +302,7 @@ class VisionPretrainer(Trainer):
     def __init__(self, model: nn.Module, processor, world: World, config: TrainConfig, output_dir: str | Path,
                  progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> None:
         self.world, self.size = world, image_size(processor)
-        super().__init__(WordTargets(model, processor), config, output_dir, progress, on_step)
+        super().__init__(WordTargets(model, processor, config.position_targets), config, output_dir, progress, on_step)
 
     @property
     def steps(self) -> int:
