@@ -1,0 +1,125 @@
+"""Where do the built-in model's relation answers go wrong, and do its visual tokens know where they are?
+
+For each trained model folder (with its world-qa relation answers from `recipe_seeds.py`, in
+OUT/eval/s<seed>/world-qa_relation.jsonl beside it, or evaluated here into OUT/relation_geometry/):
+
+- relation yes/no accuracy on bias-conforming items, split by whether the pair has a spatial prior
+  and by the axis of its true relation (left/right: horizontal; above/below: vertical), and on pairs
+  without a prior by (|column difference|, |row difference|);
+- a linear probe (logistic regression, two thirds of the objects train it, the rest test it) of each
+  object's row and column from its visual token, the projector's output the language model reads, on
+  `--probe-images` training images (chance: 25 %).
+
+    python studies/relation_geometry.py --models default=tiny,positions=runs/i19/pos/s0 \\
+        --answers positions=runs/i19/pos/eval/s0
+
+Writes studies/results/relation_geometry/<date>_<sha>.json with its provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+
+def geometry(records: list[dict], world) -> dict:
+    """Accuracy on bias-conforming relation questions by (prior pair or not, axis) and, on pairs without a
+    prior, by (|dcol|, |drow|)."""
+    from halluscope.world.scene import relation
+
+    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in records:
+        if r["breaks"]:
+            continue
+        scene = world.scene("test", int(r["image_id"].split("-")[1]))
+        a = next(o for o in scene.objects if o.cls == r["object"])
+        b = next(o for o in scene.objects if o.cls == r["other"])
+        axis = "horizontal" if relation(a, b) in ("left of", "right of") else "vertical"
+        pair = "prior pair" if r["prior"] is not None else "no prior"
+        keys = [f"{pair}, {axis}", f"{pair}, {axis}, label {r['label']}"]
+        if r["prior"] is None:
+            keys.append(f"no prior, |dcol| {abs(a.col - b.col)}, |drow| {abs(a.row - b.row)}")
+        for k in keys:
+            groups[k][0] += r["prediction"] == r["label"]
+            groups[k][1] += 1
+    return {k: {"n": n, "accuracy": round(100 * c / n, 1)} for k, (c, n) in sorted(groups.items())}
+
+
+def position_probe(adapter, world, n_images: int) -> dict:
+    """Held-out accuracy of linear probes of an object's row and column from its visual token."""
+    import numpy as np
+    import torch
+
+    from halluscope.training.sft import pixel_values
+    from halluscope.world import GRID
+
+    scenes = [world.scene("train", i) for i in range(n_images)]
+    tokens = []
+    with torch.no_grad():
+        for i in range(0, n_images, 500):
+            px = pixel_values(np.stack([world.render_array(s) for s in scenes[i:i + 500]]))
+            out = getattr(adapter.model.model.get_image_features(pixel_values=px), "pooler_output", None)
+            out = adapter.model.model.get_image_features(pixel_values=px) if out is None else out
+            tokens.append(torch.stack(list(out)).reshape(len(px), GRID * GRID, -1))
+    tokens = torch.cat(tokens)
+    objects = [(tok[o.row * GRID + o.col], o.row, o.col) for s, tok in zip(scenes, tokens) for o in s.objects]
+    x = torch.stack([t for t, _, _ in objects])
+    n = 2 * len(x) // 3
+    x = (x - x[:n].mean(0)) / (x[:n].std(0) + 1e-6)
+    torch.manual_seed(0)
+    out = {"objects": len(objects)}
+    for axis, name in ((1, "row"), (2, "column")):
+        y = torch.tensor([o[axis] for o in objects])
+        head = torch.nn.Linear(x.shape[1], GRID)
+        opt = torch.optim.Adam(head.parameters(), 1e-2)
+        for _ in range(800):
+            opt.zero_grad()
+            (torch.nn.functional.cross_entropy(head(x[:n]), y[:n]) + 1e-4 * head.weight.pow(2).sum()).backward()
+            opt.step()
+        out[f"{name}_probe_accuracy"] = round(100 * (head(x[n:]).argmax(-1) == y[n:]).float().mean().item(), 1)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", required=True, help="name=folder,...; 'tiny' is the default built-in model")
+    ap.add_argument("--answers", default=None, help="name=folder,... holding world-qa_relation.jsonl already "
+                                                    "(else the relation questions are answered here)")
+    ap.add_argument("--qa-images", type=int, default=500)
+    ap.add_argument("--probe-images", type=int, default=3000)
+    ap.add_argument("--out", default="runs/relation_geometry")
+    args = ap.parse_args()
+
+    from _provenance import model_hash, parse_kv, write_result
+
+    from halluscope import World, load_model
+    from halluscope.runner import read_jsonl, run_benchmark
+    from halluscope.tasks.world import WorldQA
+    from halluscope.zoo.tiny import tiny_path, tiny_recipe
+
+    world = World()
+    models, answers = parse_kv(args.models, "--models"), parse_kv(args.answers, "--answers")
+    models = {k: tiny_path(tiny_recipe(world)) if v == "tiny" else Path(v) for k, v in models.items()}
+    rows = {}
+    for name, folder in models.items():
+        adapter = load_model(str(folder))
+        where = Path(answers[name]) if name in answers else Path(args.out) / name
+        if name not in answers:
+            run_benchmark(WorldQA(world, "relation", n_images=args.qa_images), adapter, where, batch_size=64,
+                          progress=False)
+        records = read_jsonl(where / "world-qa_relation.jsonl")
+        rows[name] = {"folder": str(folder), "answers": str(where), "geometry": geometry(records, world),
+                      "positions": position_probe(adapter, world, args.probe_images)}
+        print(name, json.dumps(rows[name]["positions"]), flush=True)
+        for k, v in rows[name]["geometry"].items():
+            if "|" not in k:
+                print(f"  {k}: {v['accuracy']} % of {v['n']}")
+    path = write_result("relation_geometry", {"rows": rows},
+                        model_hash={name: model_hash(folder) for name, folder in models.items()})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
