@@ -52,6 +52,7 @@ def position_probe(adapter, world, n_images: int) -> dict:
     import numpy as np
     import torch
 
+    from halluscope.diagnose.vision import probe_accuracy
     from halluscope.training.sft import pixel_values
     from halluscope.world import GRID
 
@@ -60,25 +61,16 @@ def position_probe(adapter, world, n_images: int) -> dict:
     with torch.no_grad():
         for i in range(0, n_images, 500):
             px = pixel_values(np.stack([world.render_array(s) for s in scenes[i:i + 500]]))
-            out = getattr(adapter.model.model.get_image_features(pixel_values=px), "pooler_output", None)
-            out = adapter.model.model.get_image_features(pixel_values=px) if out is None else out
-            tokens.append(torch.stack(list(out)).reshape(len(px), GRID * GRID, -1))
+            features = adapter.model.model.get_image_features(pixel_values=px)
+            features = getattr(features, "pooler_output", features)  # an output object or the tensors themselves
+            tokens.append(torch.stack(list(features)).reshape(len(px), GRID * GRID, -1))
     tokens = torch.cat(tokens)
     objects = [(tok[o.row * GRID + o.col], o.row, o.col) for s, tok in zip(scenes, tokens) for o in s.objects]
     x = torch.stack([t for t, _, _ in objects])
-    n = 2 * len(x) // 3
-    x = (x - x[:n].mean(0)) / (x[:n].std(0) + 1e-6)
-    torch.manual_seed(0)
     out = {"objects": len(objects)}
     for axis, name in ((1, "row"), (2, "column")):
         y = torch.tensor([o[axis] for o in objects])
-        head = torch.nn.Linear(x.shape[1], GRID)
-        opt = torch.optim.Adam(head.parameters(), 1e-2)
-        for _ in range(800):
-            opt.zero_grad()
-            (torch.nn.functional.cross_entropy(head(x[:n]), y[:n]) + 1e-4 * head.weight.pow(2).sum()).backward()
-            opt.step()
-        out[f"{name}_probe_accuracy"] = round(100 * (head(x[n:]).argmax(-1) == y[n:]).float().mean().item(), 1)
+        out[f"{name}_probe_accuracy"] = round(100 * probe_accuracy(x, y), 1)
     return out
 
 

@@ -87,6 +87,19 @@ def test_probe_auc_of_identical_inputs_is_one_half():
     assert auc([1, 1, 1], [0, 1, 0]) == 0.5 and auc([0, 1], [0, 1]) == 1.0
 
 
+def test_probe_accuracy_reads_a_linear_code_and_not_noise():
+    from halluscope.diagnose.vision import probe_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (300,), generator=g)
+    x = torch.randn(300, 16, generator=g)
+    assert probe_accuracy(x, y) < 0.45  # chance: 1 / 4
+    x[:, 3] += 8 * y  # one coordinate holds the label, linearly, 8 noise sigmas apart
+    assert probe_accuracy(x, y) > 0.95
+    with pytest.raises(ValueError, match="train_share"):
+        probe_accuracy(x, y, train_share=1.0)
+
+
 def test_elbow():
     assert elbow_k(torch.tensor([0.97] + [0.001] * 30)) == 1
     assert elbow_k(torch.tensor([0.45, 0.45] + [0.002] * 30)) == 2

@@ -218,23 +218,11 @@ def test_stage0_word_targets_put_visual_tokens_next_to_their_class_words(world, 
     assert hits / total > 0.5, (hits, total)  # chance: 1 / 16
 
 
-def _linear_probe_accuracy(x: torch.Tensor, y: torch.Tensor, classes: int) -> float:
-    """Held-out accuracy of a logistic regression from `x` to `y` (the first two thirds train it)."""
-    n = 2 * len(x) // 3
-    x = (x - x[:n].mean(0)) / (x[:n].std(0) + 1e-6)
-    head = torch.nn.Linear(x.shape[1], classes)
-    opt = torch.optim.Adam(head.parameters(), 1e-2)
-    for _ in range(300):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(head(x[:n]), y[:n]).backward()
-        opt.step()
-    return (head(x[n:]).argmax(-1) == y[n:]).float().mean().item()
-
-
 def test_stage0_position_targets_keep_where_each_visual_token_is(world, processor):
     """With `position_targets`, a linear probe reads each object's row and column off its visual token
     (chance: 1 / 4), and the recipe's hash changes; without them the default recipe's hash is the one it
     always was."""
+    from halluscope.diagnose.vision import probe_accuracy
     from halluscope.world import GRID
 
     assert "position_targets" not in TrainConfig().recipe()
@@ -254,7 +242,7 @@ def test_stage0_position_targets_keep_where_each_visual_token_is(world, processo
     x = torch.stack([t for t, _, _ in objects])
     for axis in (1, 2):
         y = torch.tensor([o[axis] for o in objects])
-        assert _linear_probe_accuracy(x, y, GRID) > 0.9
+        assert probe_accuracy(x, y) > 0.9
 
 
 @pytest.mark.parametrize("tied", [True, False])

@@ -142,6 +142,32 @@ def probe_auc(a: np.ndarray, b: np.ndarray, folds: int = 5, l2: float = 1e-2, st
     return auc(scores, labels)
 
 
+def probe_accuracy(x: torch.Tensor, y: torch.Tensor, train_share: float = 2 / 3, l2: float = 1e-4, steps: int = 200
+                   ) -> float:
+    """Held-out accuracy of a linear probe (multinomial logistic regression, L2-regularised, by L-BFGS) from the
+    rows of `x` to the integer labels `y`: the first `train_share` of the rows fit it (standardised by their mean
+    and std), the rest score it."""
+    x, y = x.detach().double(), y.long()
+    n = int(train_share * len(x))
+    if not 0 < n < len(x):
+        raise ValueError(f"train_share={train_share} leaves no rows to fit or to score ({len(x)} rows)")
+    x = (x - x[:n].mean(0)) / (x[:n].std(0) + 1e-6)
+    w = torch.zeros(x.shape[1], int(y.max()) + 1, dtype=x.dtype, requires_grad=True)
+    bias = torch.zeros(w.shape[1], dtype=x.dtype, requires_grad=True)
+    opt = torch.optim.LBFGS([w, bias], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x[:n] @ w + bias, y[:n]) + l2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        return ((x[n:] @ w + bias).argmax(-1) == y[n:]).double().mean().item()
+
+
 def gap_statistics(image: np.ndarray, correct: np.ndarray, hallucinated: np.ndarray, seed: int = 0
                    ) -> dict[str, Any]:
     """Centroid distances, the probe's AUC (correct vs hallucinated) and a 2-D PCA projection of states."""
@@ -242,4 +268,4 @@ def language_prior(adapter, questions: Sequence[dict[str, Any]], batch_size: int
 
 
 __all__ = ["auc", "correlation", "feature_stability", "feature_variances", "gap_statistics", "language_prior",
-           "modality_gap", "noise_image", "probe_auc", "yes_no_without_image"]
+           "modality_gap", "noise_image", "probe_accuracy", "probe_auc", "yes_no_without_image"]
