@@ -8,7 +8,11 @@ OUT/eval/s<seed>/world-qa_relation.jsonl beside it, or evaluated here into OUT/r
   without a prior by (|column difference|, |row difference|);
 - a linear probe (logistic regression, two thirds of the objects train it, the rest test it) of each
   object's row and column from its visual token, the projector's output the language model reads, on
-  `--probe-images` training images (chance: 25 %).
+  `--probe-images` training images (chance: 25 %);
+- where the answer position looks: for the first `--attention-questions` relation questions, each decoder
+  layer's and head's share of its attention over the image tokens that falls on the asked object's token (A)
+  and on the other's (B). A head that takes both at once sums their positions, which says nothing of which
+  is where.
 
     python studies/relation_geometry.py --models default=tiny,positions=runs/i19/pos/s0 \\
         --answers positions=runs/i19/pos/eval/s0
@@ -74,6 +78,32 @@ def position_probe(adapter, world, n_images: int) -> dict:
     return out
 
 
+def attention_to_pair(adapter, world, records: list[dict], n_questions: int) -> dict:
+    """Mean share of each layer's and head's image attention, from the last prompt token (where the answer is
+    read), on the visual token of the relation's first object (A) and of its second (B)."""
+    import torch
+
+    from halluscope.world import GRID
+
+    image_token = adapter.processor.tokenizer.convert_tokens_to_ids(adapter.processor.image_token)
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for r in records[:n_questions]:
+        scene = world.scene("test", int(r["image_id"].split("-")[1]))
+        cells = [next(o.row * GRID + o.col for o in scene.objects if o.cls == c) for c in (r["object"], r["other"])]
+        inputs = adapter.build_inputs([world.render(scene)], [r["text"]])
+        with torch.no_grad():
+            attentions = adapter.model(**inputs, output_attentions=True).attentions
+        image = (inputs["input_ids"][0] == image_token).nonzero().flatten()
+        for layer, att in enumerate(attentions):
+            a = att[0, :, -1, image]  # heads x image tokens
+            share = a / a.sum(-1, keepdim=True).clamp_min(1e-9)
+            for head in range(len(a)):
+                for k, cell in enumerate(cells):
+                    sums[f"layer {layer} head {head}"][k] += share[head, cell].item()
+    n = min(n_questions, len(records))
+    return {k: {"A": round(a / n, 3), "B": round(b / n, 3)} for k, (a, b) in sums.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", required=True, help="name=folder,...; 'tiny' is the default built-in model")
@@ -81,6 +111,7 @@ def main() -> None:
                                                     "(else the relation questions are answered here)")
     ap.add_argument("--qa-images", type=int, default=500)
     ap.add_argument("--probe-images", type=int, default=3000)
+    ap.add_argument("--attention-questions", type=int, default=300)
     ap.add_argument("--out", default="runs/relation_geometry")
     args = ap.parse_args()
 
@@ -103,8 +134,12 @@ def main() -> None:
                           progress=False)
         records = read_jsonl(where / "world-qa_relation.jsonl")
         rows[name] = {"folder": str(folder), "answers": str(where), "geometry": geometry(records, world),
-                      "positions": position_probe(adapter, world, args.probe_images)}
+                      "positions": position_probe(adapter, world, args.probe_images),
+                      "attention_from_answer": attention_to_pair(adapter, world, records, args.attention_questions)}
         print(name, json.dumps(rows[name]["positions"]), flush=True)
+        heads = rows[name]["attention_from_answer"]
+        top = sorted(heads.items(), key=lambda kv: -(kv[1]["A"] + kv[1]["B"]))[:2]
+        print("  answer position's image attention on A / B, top heads:", top)
         for k, v in rows[name]["geometry"].items():
             if "|" not in k:
                 print(f"  {k}: {v['accuracy']} % of {v['n']}")
