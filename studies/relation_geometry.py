@@ -12,7 +12,9 @@ OUT/eval/s<seed>/world-qa_relation.jsonl beside it, or evaluated here into OUT/r
 - where the answer position looks: for the first `--attention-questions` relation questions, each decoder
   layer's and head's share of its attention over the image tokens that falls on the asked object's token (A)
   and on the other's (B). A head that takes both at once sums their positions, which says nothing of which
-  is where.
+  is where;
+- with `--captions`, the detailed captions (world-chair.jsonl in that folder) that name a class in two
+  phrases, by what the scene holds of that class, and how often the second phrase is the caption's last.
 
     python studies/relation_geometry.py --models default=tiny,positions=runs/i19/pos/s0 \\
         --answers positions=runs/i19/pos/eval/s0
@@ -104,6 +106,36 @@ def attention_to_pair(adapter, world, records: list[dict], n_questions: int) -> 
     return {k: {"A": round(a / n, 3), "B": round(b / n, 3)} for k, (a, b) in sums.items()}
 
 
+def caption_repeats(records: list[dict], world) -> dict:
+    """Classes named in two phrases of one caption, by what the scene holds: once ("present once"), several
+    of different colours named one by one with the right total ("split, right count"), several with the wrong
+    total, or none ("absent"); and how many of them are named again in the caption's last phrase."""
+    from halluscope.world.language import parse_world_caption
+
+    kinds: dict[str, int] = defaultdict(int)
+    last = captions = 0
+    for r in records:
+        if not r["repeats_phrase"]:
+            continue
+        parsed = parse_world_caption(r["caption"])
+        if parsed is None:
+            kinds["unparsed caption"] += 1
+            continue
+        captions += 1
+        phrases = parsed[0].phrases
+        counts = world.scene("test", int(r["id"].split("-")[1])).counts()
+        for cls in dict.fromkeys(p.cls for p in phrases):
+            at = [i for i, p in enumerate(phrases) if p.cls == cls]
+            if len(at) < 2:
+                continue
+            have, named = counts.get(cls, 0), sum(phrases[i].n for i in at)
+            kinds["absent" if not have else "present once" if have == 1 else
+                  "split, right count" if named == have else "several, wrong count"] += 1
+            last += at[-1] == len(phrases) - 1
+    return {"captions": len(records), "captions_repeating": captions, "classes": dict(kinds),
+            "repeat_is_last_phrase": last}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", required=True, help="name=folder,...; 'tiny' is the default built-in model")
@@ -112,6 +144,7 @@ def main() -> None:
     ap.add_argument("--qa-images", type=int, default=500)
     ap.add_argument("--probe-images", type=int, default=3000)
     ap.add_argument("--attention-questions", type=int, default=300)
+    ap.add_argument("--captions", default=None, help="name=folder,... holding world-chair.jsonl")
     ap.add_argument("--out", default="runs/relation_geometry")
     args = ap.parse_args()
 
@@ -143,6 +176,10 @@ def main() -> None:
         for k, v in rows[name]["geometry"].items():
             if "|" not in k:
                 print(f"  {k}: {v['accuracy']} % of {v['n']}")
+    for name, folder in parse_kv(args.captions, "--captions").items():
+        rows.setdefault(name, {})["caption_repeats"] = caption_repeats(
+            read_jsonl(Path(folder) / "world-chair.jsonl"), world)
+        print(name, "captions:", json.dumps(rows[name]["caption_repeats"]), flush=True)
     path = write_result("relation_geometry", {"rows": rows},
                         model_hash={name: model_hash(folder) for name, folder in models.items()})
     print(f"wrote {path}")
