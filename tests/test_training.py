@@ -227,6 +227,8 @@ def test_stage0_position_targets_keep_where_each_visual_token_is(world, processo
 
     assert "position_targets" not in TrainConfig().recipe()
     assert TrainConfig(position_targets=True).recipe()["position_targets"] is True
+    with pytest.raises(ValueError, match="position_targets='maybe' is invalid: use True or False"):
+        TrainConfig(position_targets="maybe")
     # MICRO's 32 dimensions learn where they are too slowly for a test; 64 learn it in 300 steps.
     model = build_model(processor, TinyConfig(vision_hidden=64, vision_layers=1, text_hidden=64, text_layers=1,
                                               heads=2))

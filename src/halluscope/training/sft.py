@@ -95,6 +95,8 @@ class TrainConfig(Config):
         if self.max_grad_norm <= 0:
             self.fail("max_grad_norm", "use a positive norm")
         self.check_range("caption_noise", 0, 1, "it is a share of captions")
+        if not isinstance(self.position_targets, bool):
+            self.fail("position_targets", "use True or False")
         if self.vision_lr_scale < 0:
             self.fail("vision_lr_scale", "use a value >= 0 (0 freezes the tower)")
         for name in ("adam_betas", "vision_adam_betas"):
