@@ -3,7 +3,8 @@ how often each relation is true in training scenes, as the existence questions d
 (uniform negatives teach "a frequent value -> yes": left and right of are true 32 % of the time each, above
 and below 18 %, so with uniform negatives "Is the A left of the B?" is "yes" 59 % of the time in training and
 "Is the A above the B?" 40 %). The library's training questions stay as they are; this script replaces
-`World.question`'s relation branch for its own run only, so its models must go to their own --out folder.
+`World.wrong_relation` (the draw of the "no" relation) for its own run only, so its models must go to their
+own --out folder.
 
     python studies/recipe_balanced_relations.py --out runs/i19/posbal --seeds 0 --train position_targets=True
 
@@ -17,8 +18,7 @@ from collections import Counter
 import numpy as np
 
 from halluscope import World
-from halluscope.world import QUESTION_TEMPLATES, RELATIONS
-from halluscope.world import world as world_module
+from halluscope.world import RELATIONS
 
 
 def relation_frequency(world: World, n_scenes: int = 4000) -> dict[str, float]:
@@ -29,26 +29,15 @@ def relation_frequency(world: World, n_scenes: int = 4000) -> dict[str, float]:
 
 
 def main() -> None:
-    original = world_module.World.question
-    frequency: dict[str, float] = {}
+    frequency = relation_frequency(World())
 
-    def question(self: World, scene, qtype: str, rng: np.random.Generator):
-        if qtype != "relation":
-            return original(self, scene, qtype, rng)
-        rels = scene.relations()
-        if not rels:
-            return None
-        a, rel, b = rels[rng.integers(len(rels))]
-        answer = "yes"
-        if rng.random() < 0.5:
-            others = [r for r in RELATIONS if r != rel]
-            p = np.array([frequency[r] for r in others])
-            rel, answer = others[rng.choice(len(others), p=p / p.sum())], "no"
-        return {"type": qtype, "question": QUESTION_TEMPLATES["relation"].format(a, rel, b), "answer": answer}
+    def wrong_relation(self: World, true: str, rng: np.random.Generator) -> str:
+        others = [r for r in RELATIONS if r != true]
+        p = np.array([frequency[r] for r in others])
+        return others[rng.choice(len(others), p=p / p.sum())]
 
-    frequency.update(relation_frequency(World()))
     print("relation frequencies:", frequency, flush=True)
-    world_module.World.question = question
+    World.wrong_relation = wrong_relation
     import recipe_seeds  # a sibling: `python studies/X.py` puts studies/ on sys.path
 
     recipe_seeds.main()

@@ -144,9 +144,14 @@ class World:
             a, rel, b = rels[rng.integers(len(rels))]
             answer = "yes"
             if rng.random() < 0.5:
-                rel, answer = [r for r in RELATIONS if r != rel][rng.integers(3)], "no"
+                rel, answer = self.wrong_relation(rel, rng), "no"
             return {"type": qtype, "question": template.format(a, rel, b), "answer": answer}
         raise ValueError(f"unknown question type {qtype!r}; use one of {self.TRAIN_QUESTION_TYPES}")
+
+    def wrong_relation(self, true: str, rng: np.random.Generator) -> str:
+        """The relation a training question asks about when its answer is 'no': one of the other three, uniformly
+        (studies/recipe_balanced_relations.py replaces this draw to test one weighted by frequency)."""
+        return [r for r in RELATIONS if r != true][rng.integers(len(RELATIONS) - 1)]
 
     def questions(self, scene: Scene, rng: np.random.Generator) -> list[dict[str, str]]:
         """One question of each type the scene allows (existence, attribute, count, relation)."""
