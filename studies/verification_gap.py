@@ -1,0 +1,98 @@
+"""Does the built-in model check a claim against what it sees? It names an object's colour right when asked
+openly, yet answers "Is the dog red?" at chance. This study continues the instruction tuning of a trained
+model on yes/no questions of one kind (the rest existence questions, so that it keeps its object checks)
+and measures, before and after, on the world-qa questions of that kind:
+
+- yes/no accuracy on items whose class (or pair) has a prior and conforms to it, on items that break it, and
+  on items without a prior, where only looking can answer;
+- for colour and count, the open question's accuracy on the same groups: what the model perceives;
+- existence yes/no accuracy, which the continued training must not lose.
+
+A model that learns to check its yes/no answers against the image gains on all three groups; one that learns
+the prior gains on conforming items and falls to near 0 % on breaking ones, with no gain where there is no
+prior.
+
+    python studies/verification_gap.py --model runs/i19/pos/s0 --kind attribute --steps 400 --out runs/vgap/attr
+
+Trains into OUT (resumable); writes studies/results/verification_gap/<date>_<sha>.json with its provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from pathlib import Path
+
+YES_NO_TYPE = {"attribute": "attribute_yes_no", "count": "count_yes_no", "relation": "relation"}
+
+
+def group(record: dict) -> str:
+    if record["breaks"]:
+        return "breaking"
+    return "prior, conforming" if record.get("prior") is not None else "no prior"
+
+
+def evaluate(adapter, world, kind: str, n_images: int) -> dict:
+    """Accuracy by group and form (yes/no, open) on the first `n_images` world-qa images of `kind`."""
+    from halluscope.tasks.world import parse_open_answer
+
+    records = world.qa(kind, n_images)
+    hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for form in ("yes_no", "open"):
+        mine = [r for r in records if r["form"] == form]
+        for i in range(0, len(mine), 32):
+            chunk = mine[i:i + 32]
+            images, texts = [r["image"] for r in chunk], [r["text"] for r in chunk]
+            if form == "yes_no":
+                answers = adapter.answer_yes_no(images, texts)
+            else:
+                answers = [parse_open_answer(kind, t) for t in adapter.generate(images, texts, max_new_tokens=4)]
+            for r, a in zip(chunk, answers):
+                for key in (f"{form}, {group(r)}", f"{form}, all"):
+                    hits[key][0] += a == r["label"]
+                    hits[key][1] += 1
+    return {k: {"n": n, "accuracy": round(100 * c / n, 1)} for k, (c, n) in sorted(hits.items())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="a trained built-in model folder")
+    ap.add_argument("--kind", required=True, choices=sorted(YES_NO_TYPE))
+    ap.add_argument("--out", required=True, help="folder for the continued model")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--share", type=float, default=0.5, help="share of the questions that are the kind's yes/no ones")
+    ap.add_argument("--n-images", type=int, default=150, help="world-qa images evaluated")
+    args = ap.parse_args()
+
+    import torch
+    from _provenance import model_hash, write_result
+
+    from halluscope import World, load_model
+    from halluscope.training.sft import InstructionTrainer, TrainConfig
+
+    torch.set_num_threads(1)
+    world, out = World(), Path(args.out)
+    adapter = load_model(args.model)
+    kinds = [args.kind, "existence"]  # existence: the object checks the continued training must keep
+    before = {k: evaluate(adapter, world, k, args.n_images) for k in kinds}
+    print("before", before, flush=True)
+    config = TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=20, weight_decay=args.weight_decay, seed=1,
+                         task_mix={"qa": 1.0},
+                         qa_mix={YES_NO_TYPE[args.kind]: args.share, "existence": 1 - args.share})
+    start = time.time()
+    log = InstructionTrainer(adapter.model, adapter.processor, world, config, out / "stages", progress=False).train()
+    adapter.model.eval()
+    after = {k: evaluate(adapter, world, k, args.n_images) for k in kinds}
+    print("after", after, flush=True)
+    write_result("verification_gap", {
+        "kind": args.kind, "steps": args.steps, "lr": args.lr, "weight_decay": args.weight_decay,
+        "share": args.share, "n_images": args.n_images, "train_seconds": round(time.time() - start, 1),
+        "final_loss": log["loss"][-1], "before": before, "after": after,
+    }, model_hash=model_hash(args.model))
+
+
+if __name__ == "__main__":
+    main()
