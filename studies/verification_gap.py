@@ -14,6 +14,9 @@ prior.
 
     python studies/verification_gap.py --model runs/i19/pos/s0 --kind attribute --steps 400 --out runs/vgap/attr
 
+`--no-prior-pairs` trains relation questions only on pairs without a spatial prior, where the prior cannot
+answer and only looking can (the benchmark still asks all pairs).
+
 Trains into OUT (resumable); writes studies/results/verification_gap/<date>_<sha>.json with its provenance.
 """
 
@@ -55,6 +58,28 @@ def evaluate(adapter, world, kind: str, n_images: int) -> dict:
     return {k: {"n": n, "accuracy": round(100 * c / n, 1)} for k, (c, n) in sorted(hits.items())}
 
 
+def train_on_pairs_without_prior(world_cls) -> None:
+    """Make the training relation questions (train split only) skip the spatial priors' pairs."""
+    from halluscope.world.scene import Scene
+
+    prior = {frozenset((a, b)) for a, _, b in world_cls().config.spatial_priors}
+    question, relations = world_cls.question, Scene.relations
+
+    def without_prior(scene):
+        return [r for r in relations(scene) if frozenset((r[0], r[2])) not in prior]
+
+    def patched(self, scene, qtype, rng):
+        if qtype != "relation" or scene.split != "train":
+            return question(self, scene, qtype, rng)
+        Scene.relations = without_prior
+        try:
+            return question(self, scene, qtype, rng)
+        finally:
+            Scene.relations = relations
+
+    world_cls.question = patched
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="a trained built-in model folder")
@@ -64,6 +89,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--share", type=float, default=0.5, help="share of the questions that are the kind's yes/no ones")
+    ap.add_argument("--no-prior-pairs", action="store_true", help="relation: train on pairs without a prior only")
     ap.add_argument("--n-images", type=int, default=150, help="world-qa images evaluated")
     args = ap.parse_args()
 
@@ -74,6 +100,8 @@ def main() -> None:
     from halluscope.training.sft import InstructionTrainer, TrainConfig
 
     torch.set_num_threads(1)
+    if args.no_prior_pairs:
+        train_on_pairs_without_prior(World)
     world, out = World(), Path(args.out)
     adapter = load_model(args.model)
     kinds = [args.kind, "existence"]  # existence: the object checks the continued training must keep
@@ -89,7 +117,8 @@ def main() -> None:
     print("after", after, flush=True)
     write_result("verification_gap", {
         "kind": args.kind, "steps": args.steps, "lr": args.lr, "weight_decay": args.weight_decay,
-        "share": args.share, "n_images": args.n_images, "train_seconds": round(time.time() - start, 1),
+        "share": args.share, "no_prior_pairs": args.no_prior_pairs, "n_images": args.n_images,
+        "train_seconds": round(time.time() - start, 1),
         "final_loss": log["loss"][-1], "before": before, "after": after,
     }, model_hash=model_hash(args.model))
 
