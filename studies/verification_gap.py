@@ -17,7 +17,8 @@ prior.
 `--no-prior-pairs` trains relation questions only on pairs without a spatial prior, where the prior cannot
 answer and only looking can (the benchmark still asks all pairs).
 
-Trains into OUT (resumable); writes studies/results/verification_gap/<date>_<sha>.json with its provenance.
+Trains into OUT and keeps the benchmark's answers in OUT/before and OUT/after (resumable); writes
+studies/results/verification_gap/<date>_<sha>.json with its provenance.
 """
 
 from __future__ import annotations
@@ -36,25 +37,19 @@ def group(record: dict) -> str:
     return "prior, conforming" if record.get("prior") is not None else "no prior"
 
 
-def evaluate(adapter, world, kind: str, n_images: int) -> dict:
-    """Accuracy by group and form (yes/no, open) on the first `n_images` world-qa images of `kind`."""
-    from halluscope.tasks.world import parse_open_answer
+def evaluate(adapter, world, kind: str, n_images: int, out: Path) -> dict:
+    """Accuracy by group and form (yes/no, open) on the first `n_images` world-qa images of `kind`, answered and
+    parsed by the benchmark itself (`WorldQA`), its records kept in `out`."""
+    from halluscope.runner import read_jsonl, run_benchmark
+    from halluscope.tasks.world import WorldQA, read_qa_answers
 
-    records = world.qa(kind, n_images)
+    task = WorldQA(world, kind, n_images=n_images)
+    run_benchmark(task, adapter, out, batch_size=32, progress=False)
     hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for form in ("yes_no", "open"):
-        mine = [r for r in records if r["form"] == form]
-        for i in range(0, len(mine), 32):
-            chunk = mine[i:i + 32]
-            images, texts = [r["image"] for r in chunk], [r["text"] for r in chunk]
-            if form == "yes_no":
-                answers = adapter.answer_yes_no(images, texts)
-            else:
-                answers = [parse_open_answer(kind, t) for t in adapter.generate(images, texts, max_new_tokens=4)]
-            for r, a in zip(chunk, answers):
-                for key in (f"{form}, {group(r)}", f"{form}, all"):
-                    hits[key][0] += a == r["label"]
-                    hits[key][1] += 1
+    for r in read_qa_answers(read_jsonl(out / f"world-qa_{kind}.jsonl")):
+        for key in (f"{r['form']}, {group(r)}", f"{r['form']}, all"):
+            hits[key][0] += r["prediction"] == r["label"]
+            hits[key][1] += 1
     return {k: {"n": n, "accuracy": round(100 * c / n, 1)} for k, (c, n) in sorted(hits.items())}
 
 
@@ -105,7 +100,7 @@ def main() -> None:
     world, out = World(), Path(args.out)
     adapter = load_model(args.model)
     kinds = [args.kind, "existence"]  # existence: the object checks the continued training must keep
-    before = {k: evaluate(adapter, world, k, args.n_images) for k in kinds}
+    before = {k: evaluate(adapter, world, k, args.n_images, out / "before") for k in kinds}
     print("before", before, flush=True)
     config = TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=20, weight_decay=args.weight_decay, seed=1,
                          task_mix={"qa": 1.0},
@@ -113,7 +108,7 @@ def main() -> None:
     start = time.time()
     log = InstructionTrainer(adapter.model, adapter.processor, world, config, out / "stages", progress=False).train()
     adapter.model.eval()
-    after = {k: evaluate(adapter, world, k, args.n_images) for k in kinds}
+    after = {k: evaluate(adapter, world, k, args.n_images, out / "after") for k in kinds}
     print("after", after, flush=True)
     write_result("verification_gap", {
         "kind": args.kind, "steps": args.steps, "lr": args.lr, "weight_decay": args.weight_decay,
