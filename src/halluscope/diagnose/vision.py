@@ -101,19 +101,26 @@ def auc(scores: Sequence[float], labels: Sequence[int]) -> float:
     return float(greater / (len(pos) * len(neg)))
 
 
+def _lbfgs(params: list[torch.Tensor], loss_fn, steps: int) -> None:
+    """Minimise `loss_fn()` over `params` in place with L-BFGS (strong Wolfe line search)."""
+    opt = torch.optim.LBFGS(params, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+
+
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(weights, bias) of an L2-regularised logistic regression, by L-BFGS."""
     w = torch.zeros(x.shape[1], dtype=x.dtype, requires_grad=True)
     bias = torch.zeros((), dtype=x.dtype, requires_grad=True)
-    opt = torch.optim.LBFGS([w, bias], max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + bias, y) + l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    _lbfgs([w, bias], lambda: torch.nn.functional.binary_cross_entropy_with_logits(x @ w + bias, y)
+           + l2 * w.pow(2).sum(), steps)
     return w.detach(), bias.detach()
 
 
@@ -154,16 +161,7 @@ def probe_accuracy(x: torch.Tensor, y: torch.Tensor, train_share: float = 2 / 3,
     x = (x - x[:n].mean(0)) / (x[:n].std(0) + 1e-6)
     w = torch.zeros(x.shape[1], int(y.max()) + 1, dtype=x.dtype, requires_grad=True)
     bias = torch.zeros(w.shape[1], dtype=x.dtype, requires_grad=True)
-    opt = torch.optim.LBFGS([w, bias], max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x[:n] @ w + bias, y[:n]) + l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
+    _lbfgs([w, bias], lambda: torch.nn.functional.cross_entropy(x[:n] @ w + bias, y[:n]) + l2 * w.pow(2).sum(), steps)
     with torch.no_grad():
         return ((x[n:] @ w + bias).argmax(-1) == y[n:]).double().mean().item()
 
