@@ -59,6 +59,7 @@ def position_probe(adapter, world, n_images: int) -> dict:
     import torch
 
     from halluscope.diagnose.vision import probe_accuracy
+    from halluscope.models.parts import visual_tokens
     from halluscope.training.sft import pixel_values
     from halluscope.world import GRID
 
@@ -67,9 +68,7 @@ def position_probe(adapter, world, n_images: int) -> dict:
     with torch.no_grad():
         for i in range(0, n_images, 500):
             px = pixel_values(np.stack([world.render_array(s) for s in scenes[i:i + 500]]))
-            features = adapter.model.model.get_image_features(pixel_values=px)
-            features = getattr(features, "pooler_output", features)  # an output object or the tensors themselves
-            tokens.append(torch.stack(list(features)).reshape(len(px), GRID * GRID, -1))
+            tokens.append(torch.stack(visual_tokens(adapter.model, pixel_values=px)).reshape(len(px), GRID * GRID, -1))
     tokens = torch.cat(tokens)
     objects = [(tok[o.row * GRID + o.col], o.row, o.col) for s, tok in zip(scenes, tokens) for o in s.objects]
     x = torch.stack([t for t, _, _ in objects])

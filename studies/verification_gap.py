@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="folder for the continued model")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=32, help="conversations per step")
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--share", type=float, default=0.5, help="share of the questions that are the kind's yes/no ones")
     ap.add_argument("--no-prior-pairs", action="store_true", help="relation: train on pairs without a prior only")
@@ -102,7 +103,8 @@ def main() -> None:
     kinds = [args.kind, "existence"]  # existence: the object checks the continued training must keep
     before = {k: evaluate(adapter, world, k, args.n_images, out / "before") for k in kinds}
     print("before", before, flush=True)
-    config = TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=20, weight_decay=args.weight_decay, seed=1,
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=20,
+                         weight_decay=args.weight_decay, seed=1,
                          task_mix={"qa": 1.0},
                          qa_mix={YES_NO_TYPE[args.kind]: args.share, "existence": 1 - args.share})
     start = time.time()
@@ -111,7 +113,8 @@ def main() -> None:
     after = {k: evaluate(adapter, world, k, args.n_images, out / "after") for k in kinds}
     print("after", after, flush=True)
     write_result("verification_gap", {
-        "kind": args.kind, "steps": args.steps, "lr": args.lr, "weight_decay": args.weight_decay,
+        "kind": args.kind, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+        "weight_decay": args.weight_decay,
         "share": args.share, "no_prior_pairs": args.no_prior_pairs, "n_images": args.n_images,
         "train_seconds": round(time.time() - start, 1),
         "final_loss": log["loss"][-1], "before": before, "after": after,

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from halluscope.decoding import VLMAdapter
+from halluscope.models.parts import visual_tokens
 from halluscope.models.tiny import TinyConfig, build_model, build_processor
 from halluscope.training.hacl import HACLConfig, HACLModel, hacl_align, world_hacl_batch
 
@@ -81,7 +82,7 @@ def test_hacl_global_vectors_are_eos_states_of_each_sample_alone(world, vlm):
               if k in ("pixel_values", "image_grid_thw")}
     with torch.no_grad():
         batched = hacl.image_states(vision)
-        feats = hacl._image_features(vision)
+        feats = visual_tokens(hacl.model, **vision)
         eos = hacl.language_model.get_input_embeddings()(torch.tensor([adapter.tokenizer.eos_token_id]))
         for i, f in enumerate(feats):
             alone = hacl.language_model(inputs_embeds=torch.cat([f, eos])[None]).last_hidden_state[0, -1]

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from halluscope import World
+from halluscope.models.parts import visual_tokens
 from halluscope.models.tiny import TinyConfig, build_model, build_processor
 from halluscope.training import sft
 from halluscope.training.sft import (
@@ -206,8 +207,7 @@ def test_stage0_word_targets_put_visual_tokens_next_to_their_class_words(world, 
 
     scenes = [world.scene("test", i) for i in range(20)]
     with torch.no_grad():
-        tokens = model.model.get_image_features(pixel_values(np.stack([world.render_array(s) for s in scenes])))
-    tokens = getattr(tokens, "pooler_output", tokens)
+        tokens = visual_tokens(model, pixel_values=pixel_values(np.stack([world.render_array(s) for s in scenes])))
     words = torch.stack([embed[processor.tokenizer.convert_tokens_to_ids(c)] for c in CLASSES])
     hits = total = 0
     for scene, visual in zip(scenes, tokens):
@@ -237,8 +237,7 @@ def test_stage0_position_targets_keep_where_each_visual_token_is(world, processo
     assert losses[-1] < 0.5 * losses[0], losses[::10]
     scenes = [world.scene("test", i) for i in range(150)]
     with torch.no_grad():
-        tokens = model.model.get_image_features(pixel_values(np.stack([world.render_array(s) for s in scenes])))
-    tokens = getattr(tokens, "pooler_output", tokens)
+        tokens = visual_tokens(model, pixel_values=pixel_values(np.stack([world.render_array(s) for s in scenes])))
     objects = [(visual[o.row * GRID + o.col], o.row, o.col) for scene, visual in zip(scenes, tokens)
                for o in scene.objects]
     x = torch.stack([t for t, _, _ in objects])

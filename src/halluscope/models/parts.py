@@ -22,6 +22,16 @@ PART_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 
+def visual_tokens(model: nn.Module, **vision: Any) -> list[Any]:
+    """Each image's visual tokens as the language model receives them (after the projector), from the model's
+    `get_image_features` (on the model or its inner `.model`), which returns an output object whose
+    `pooler_output` holds them on current transformers and the tensors themselves on older releases."""
+    inner = getattr(model, "model", None)
+    base = inner if hasattr(inner, "get_image_features") else model
+    features = base.get_image_features(**vision)
+    return list(getattr(features, "pooler_output", features))
+
+
 def get_path(root: nn.Module, path: str) -> Any:
     """`root.a.b.c` for path "a.b.c", or None where a link is missing."""
     obj: Any = root
@@ -47,4 +57,4 @@ def find_part(model: nn.Module, part: str) -> Any:
     return find_module(model, PART_PATHS[part])
 
 
-__all__ = ["PART_PATHS", "find_module", "find_part", "get_path"]
+__all__ = ["PART_PATHS", "find_module", "find_part", "get_path", "visual_tokens"]

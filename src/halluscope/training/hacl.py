@@ -30,7 +30,7 @@ from torch import nn
 
 from ..config import Config
 from ..hallucinate import KINDS, world_hallucinations
-from ..models.parts import PART_PATHS, find_part
+from ..models.parts import PART_PATHS, find_part, visual_tokens
 from ..seeds import Stream, rng
 from ..world import CAPTION_PROMPTS, World
 from .data import caption_tensors, encode
@@ -146,15 +146,9 @@ class HACLModel(nn.Module):
         return self._parts["projector"]
 
     # -------------------------------------------------------------- embeddings
-    def _image_features(self, vision: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        base = self.model.model if hasattr(getattr(self.model, "model", None), "get_image_features") else self.model
-        feats = base.get_image_features(**vision)
-        feats = getattr(feats, "pooler_output", feats)
-        return list(feats)
-
     def image_states(self, vision: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, H): last-layer state at an EOS embedding after each image's visual tokens, no text."""
-        feats = self._image_features(vision)
+        feats = visual_tokens(self.model, **vision)
         eos = self.language_model.get_input_embeddings()(torch.tensor([self.eos_token_id], device=feats[0].device))
         lengths = [f.shape[0] for f in feats]
         width = max(lengths) + 1
