@@ -17,6 +17,17 @@ prior.
 `--no-prior-pairs` trains relation questions only on pairs without a spatial prior, where the prior cannot
 answer and only looking can (the benchmark still asks all pairs).
 
+`--kind relation_open` asks for the relation itself instead of checking one: "Is the fork the cup?" (the
+relation question with its relation left out, so that every word is in the built-in vocabulary) answered
+"left of", "right of", "above" or "below" (chance 25 %). It separates perceiving a relation from checking a
+stated one, as the open and yes/no colour questions do; it is evaluated on up to 4 pairs of each of the first
+`--n-images` test images, by the greedy answer.
+
+`--position-table` adds a learned vector per row and per column to each visual token as it leaves the projector
+(initialised at random, at half the tokens' mean norm), so that where each token sits is plainly in the
+language model's input, whatever the vision tower kept of it: does the model relate objects once their
+positions are given?
+
 Trains into OUT and keeps the benchmark's answers in OUT/before and OUT/after (resumable); writes
 studies/results/verification_gap/<date>_<sha>.json with its provenance.
 """
@@ -28,7 +39,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-YES_NO_TYPE = {"attribute": "attribute_yes_no", "count": "count_yes_no", "relation": "relation"}
+YES_NO_TYPE = {"attribute": "attribute_yes_no", "count": "count_yes_no", "relation": "relation",
+               "relation_open": "relation"}
+OPEN_RELATION = "Is the {} the {}?"
 
 
 def group(record: dict) -> str:
@@ -51,6 +64,80 @@ def evaluate(adapter, world, kind: str, n_images: int, out: Path) -> dict:
             hits[key][0] += r["prediction"] == r["label"]
             hits[key][1] += 1
     return {k: {"n": n, "accuracy": round(100 * c / n, 1)} for k, (c, n) in sorted(hits.items())}
+
+
+def pair_group(world, a: str, rel: str, b: str) -> str:
+    from halluscope.world.config import INVERSE
+
+    for pa, prel, pb in world.config.spatial_priors:
+        if (a, b) == (pa, pb):
+            return "prior, conforming" if rel == prel else "breaking"
+        if (a, b) == (pb, pa):
+            return "prior, conforming" if rel == INVERSE[prel] else "breaking"
+    return "no prior"
+
+
+def evaluate_open_relations(adapter, world, n_images: int) -> dict:
+    """Greedy accuracy of the open relation question by group, on up to 4 pairs per test image."""
+    items = []
+    for i in range(n_images):
+        scene = world.scene("test", i)
+        items += [(scene, r) for r in scene.relations()[:4]]
+    hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for k in range(0, len(items), 32):
+        chunk = items[k:k + 32]
+        answers = adapter.generate([world.render(s) for s, _ in chunk],
+                                   [OPEN_RELATION.format(a, b) for _, (a, _, b) in chunk], max_new_tokens=4)
+        for (_, (a, rel, b)), answer in zip(chunk, answers):
+            for key in (f"open, {pair_group(world, a, rel, b)}", "open, all"):
+                hits[key][0] += answer == rel
+                hits[key][1] += 1
+    return {k: {"n": n, "accuracy": round(100 * c / n, 1)} for k, (c, n) in sorted(hits.items())}
+
+
+def ask_open_relations(world_cls) -> None:
+    """Make the training relation questions (train split only) open: "Is the fork the cup?" -> "left of"."""
+    question = world_cls.question
+
+    def patched(self, scene, qtype, rng):
+        if qtype != "relation" or scene.split != "train":
+            return question(self, scene, qtype, rng)
+        rels = scene.relations()
+        if not rels:
+            return None
+        a, rel, b = rels[rng.integers(len(rels))]
+        return {"type": qtype, "question": OPEN_RELATION.format(a, b), "answer": rel}
+
+    world_cls.question = patched
+
+
+def add_position_table(model, world, scale: float = 0.5) -> None:
+    """Wrap the projector so that each visual token gets its row's and its column's learned vector added."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from halluscope.models.parts import visual_tokens
+    from halluscope.training.sft import pixel_values
+    from halluscope.world import GRID
+
+    class WithPositions(nn.Module):
+        def __init__(self, projector: nn.Module, norm: float) -> None:
+            super().__init__()
+            self.projector = projector
+            hidden = projector.linear_2.out_features
+            self.rows = nn.Parameter(torch.nn.functional.normalize(torch.randn(GRID, hidden), dim=-1) * norm)
+            self.cols = nn.Parameter(torch.nn.functional.normalize(torch.randn(GRID, hidden), dim=-1) * norm)
+
+        def forward(self, features):
+            table = (self.rows[:, None] + self.cols[None]).reshape(GRID * GRID, -1)
+            return self.projector(features) + table
+
+    px = pixel_values(np.stack([world.render_array(world.scene("train", i)) for i in range(64)]))
+    with torch.no_grad():
+        norm = torch.stack(visual_tokens(model, pixel_values=px)).norm(dim=-1).mean().item()
+    torch.manual_seed(0)
+    model.model.multi_modal_projector = WithPositions(model.model.multi_modal_projector, scale * norm)
 
 
 def train_on_pairs_without_prior(world_cls) -> None:
@@ -87,6 +174,8 @@ def main() -> None:
     ap.add_argument("--share", type=float, default=0.5, help="share of the questions that are the kind's yes/no ones")
     ap.add_argument("--no-prior-pairs", action="store_true", help="relation: train on pairs without a prior only")
     ap.add_argument("--n-images", type=int, default=150, help="world-qa images evaluated")
+    ap.add_argument("--position-table", action="store_true", help="add a learned row and column vector to each "
+                    "visual token (evaluated before training with the table already in place)")
     args = ap.parse_args()
 
     import torch
@@ -96,12 +185,24 @@ def main() -> None:
     from halluscope.training.sft import InstructionTrainer, TrainConfig
 
     torch.set_num_threads(1)
-    if args.no_prior_pairs:
+    if args.kind == "relation_open":
+        ask_open_relations(World)
+    if args.no_prior_pairs:  # wraps the open form too: its pairs come from the filtered `Scene.relations`
         train_on_pairs_without_prior(World)
     world, out = World(), Path(args.out)
     adapter = load_model(args.model)
-    kinds = [args.kind, "existence"]  # existence: the object checks the continued training must keep
-    before = {k: evaluate(adapter, world, k, args.n_images, out / "before") for k in kinds}
+    if args.position_table:
+        add_position_table(adapter.model, world)
+    # existence: the object checks the continued training must keep
+    kinds = ["relation" if args.kind == "relation_open" else args.kind, "existence"]
+
+    def measure(folder: str) -> dict:
+        result = {k: evaluate(adapter, world, k, args.n_images, out / folder) for k in kinds}
+        if args.kind == "relation_open":
+            result["relation_open"] = evaluate_open_relations(adapter, world, args.n_images)
+        return result
+
+    before = measure("before")
     print("before", before, flush=True)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=20,
                          weight_decay=args.weight_decay, seed=1,
@@ -110,12 +211,12 @@ def main() -> None:
     start = time.time()
     log = InstructionTrainer(adapter.model, adapter.processor, world, config, out / "stages", progress=False).train()
     adapter.model.eval()
-    after = {k: evaluate(adapter, world, k, args.n_images, out / "after") for k in kinds}
+    after = measure("after")
     print("after", after, flush=True)
     write_result("verification_gap", {
         "kind": args.kind, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "share": args.share, "no_prior_pairs": args.no_prior_pairs, "n_images": args.n_images,
+        "weight_decay": args.weight_decay, "share": args.share, "no_prior_pairs": args.no_prior_pairs,
+        "position_table": args.position_table, "n_images": args.n_images,
         "train_seconds": round(time.time() - start, 1),
         "final_loss": log["loss"][-1], "before": before, "after": after,
     }, model_hash=model_hash(args.model))
