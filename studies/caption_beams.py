@@ -4,7 +4,8 @@ caption, would repeat less than greedy decoding. This study captions the first N
 the detailed style with 1, 3 and 5 beams (transformers' `generate`; halluscope's decoding methods are
 single-beam) and reads every caption's claims as world-chair does:
 
-- the share of captions that name a class in two phrases (the grammar never does);
+- the share of captions that name a class in two phrases (the grammar never does), overall and split by whether
+  the scene has a class more than once (which the grammar writes as one phrase, "two lamps");
 - the share of relation claims that are false, and of object claims that are (CHAIR_i over claims).
 
     python studies/caption_beams.py --model ~/.cache/halluscope/tiny-<hash> --images 300
@@ -58,8 +59,14 @@ def main() -> None:
             captions += adapter.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         claims = [c for text, s in zip(captions, scenes) for c in caption_claims(text, s, world.config)]
 
+        repeats = [repeats_a_phrase(c) for c in captions]
+        grouped = [max(s.counts().values()) > 1 for s in scenes]
         row = {"beams": beams, "captions": len(captions),
-               "repeat_captions_pct": round(100 * sum(map(repeats_a_phrase, captions)) / len(captions), 1),
+               "repeat_captions_pct": round(100 * sum(repeats) / len(captions), 1),
+               **{f"repeat_pct_{name}": round(100 * sum(r for r, g in zip(repeats, grouped) if g == want)
+                                             / max(1, sum(g == want for g in grouped)), 1)
+                  for name, want in (("scenes_with_a_class_twice", True), ("scenes_without", False))},
+               "scenes_with_a_class_twice": sum(grouped),
                "false_relation_claims_pct": false_share(claims, "relation"),
                "relation_claims": sum(c.kind == "relation" for c in claims),
                "false_object_claims_pct": false_share(claims, "object"),
