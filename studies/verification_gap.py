@@ -67,14 +67,10 @@ def evaluate(adapter, world, kind: str, n_images: int, out: Path) -> dict:
 
 
 def pair_group(world, a: str, rel: str, b: str) -> str:
-    from halluscope.world.config import INVERSE
-
-    for pa, prel, pb in world.config.spatial_priors:
-        if (a, b) == (pa, pb):
-            return "prior, conforming" if rel == prel else "breaking"
-        if (a, b) == (pb, pa):
-            return "prior, conforming" if rel == INVERSE[prel] else "breaking"
-    return "no prior"
+    usual = world.config.usual_relation(a, b)
+    if usual is None:
+        return "no prior"
+    return "prior, conforming" if rel == usual else "breaking"
 
 
 def evaluate_open_relations(adapter, world, n_images: int) -> dict:
