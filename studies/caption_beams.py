@@ -46,6 +46,7 @@ def main() -> None:
     path = args.model or str(tiny_model_path(world))
     adapter = load_model(path)
     scenes = [world.scene("test", i) for i in range(args.images)]
+    grouped = [max(s.counts().values()) > 1 for s in scenes]
     prompt = CAPTION_PROMPTS["detailed"]
     rows = []
     for beams in (int(b) for b in args.beams.split(",")):
@@ -58,9 +59,7 @@ def main() -> None:
                                              do_sample=False, pad_token_id=adapter.tokenizer.pad_token_id)
             captions += adapter.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         claims = [c for text, s in zip(captions, scenes) for c in caption_claims(text, s, world.config)]
-
         repeats = [repeats_a_phrase(c) for c in captions]
-        grouped = [max(s.counts().values()) > 1 for s in scenes]
         row = {"beams": beams, "captions": len(captions),
                "repeat_captions_pct": round(100 * sum(repeats) / len(captions), 1),
                **{f"repeat_pct_{name}": round(100 * sum(r for r, g in zip(repeats, grouped) if g == want)

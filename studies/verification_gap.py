@@ -58,10 +58,16 @@ def evaluate(adapter, world, kind: str, n_images: int, out: Path) -> dict:
 
     task = WorldQA(world, kind, n_images=n_images)
     run_benchmark(task, adapter, out, batch_size=32, progress=False)
+    records = read_qa_answers(read_jsonl(out / f"world-qa_{kind}.jsonl"))
+    return tally((r["form"], group(r), r["prediction"] == r["label"]) for r in records)
+
+
+def tally(answers) -> dict:
+    """{"<form>, <group>" and "<form>, all": {"n", "accuracy"}} over (form, group, right) triples."""
     hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in read_qa_answers(read_jsonl(out / f"world-qa_{kind}.jsonl")):
-        for key in (f"{r['form']}, {group(r)}", f"{r['form']}, all"):
-            hits[key][0] += r["prediction"] == r["label"]
+    for form, grp, right in answers:
+        for key in (f"{form}, {grp}", f"{form}, all"):
+            hits[key][0] += right
             hits[key][1] += 1
     return {k: {"n": n, "accuracy": round(100 * c / n, 1)} for k, (c, n) in sorted(hits.items())}
 
@@ -79,16 +85,13 @@ def evaluate_open_relations(adapter, world, n_images: int) -> dict:
     for i in range(n_images):
         scene = world.scene("test", i)
         items += [(scene, r) for r in scene.relations()[:4]]
-    hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    answers = []
     for k in range(0, len(items), 32):
         chunk = items[k:k + 32]
-        answers = adapter.generate([world.render(s) for s, _ in chunk],
-                                   [OPEN_RELATION.format(a, b) for _, (a, _, b) in chunk], max_new_tokens=4)
-        for (_, (a, rel, b)), answer in zip(chunk, answers):
-            for key in (f"open, {pair_group(world, a, rel, b)}", "open, all"):
-                hits[key][0] += answer == rel
-                hits[key][1] += 1
-    return {k: {"n": n, "accuracy": round(100 * c / n, 1)} for k, (c, n) in sorted(hits.items())}
+        answers += adapter.generate([world.render(s) for s, _ in chunk],
+                                    [OPEN_RELATION.format(a, b) for _, (a, _, b) in chunk], max_new_tokens=4)
+    return tally(("open", pair_group(world, a, rel, b), answer == rel)
+                 for (_, (a, rel, b)), answer in zip(items, answers))
 
 
 def ask_open_relations(world_cls) -> None:
