@@ -23,6 +23,17 @@ relation question with its relation left out, so that every word is in the built
 stated one, as the open and yes/no colour questions do; it is evaluated on up to 4 pairs of each of the first
 `--n-images` test images, by the greedy answer.
 
+`--kind position` teaches the step a relation needs first, fetching one named object's place: "What is the fork
+in?" -> "two three" (its row and column, one to four, for a class the scene holds once), at `--share` of the
+questions, beside the relation yes/no questions at `--relation-share`. Does knowing where each object is carry
+over to relating two? Evaluated on the relation benchmark as always and on the position question itself (up to
+4 objects of each of the first `--n-images` test images: row and column right, row right, column right).
+
+`--kind relation_cot` answers the relation yes/no question by first saying where both objects are: "Is the fork
+left of the cup?" -> "one three , two one , no". Each place is one fetch, and the comparison is then between
+words the model has just written. Evaluated by generating the answer (10 tokens) and reading it with POPE's
+parser, as the benchmark reads any free-text answer; the places the model wrote are scored too.
+
 `--position-table` adds a learned vector per row and per column to each visual token as it leaves the projector
 (initialised at random, at half the tokens' mean norm), so that where each token sits is plainly in the
 language model's input, whatever the vision tower kept of it: does the model relate objects once their
@@ -40,8 +51,9 @@ from collections import defaultdict
 from pathlib import Path
 
 YES_NO_TYPE = {"attribute": "attribute_yes_no", "count": "count_yes_no", "relation": "relation",
-               "relation_open": "relation"}
+               "relation_open": "relation", "relation_cot": "relation", "position": "position"}
 OPEN_RELATION = "Is the {} the {}?"
+POSITION = "What is the {} in?"
 
 
 def group(record: dict) -> str:
@@ -50,16 +62,65 @@ def group(record: dict) -> str:
     return "prior, conforming" if record.get("prior") is not None else "no prior"
 
 
-def evaluate(adapter, world, kind: str, n_images: int, out: Path) -> dict:
+def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool = False) -> dict:
     """Accuracy by group and form (yes/no, open) on the first `n_images` world-qa images of `kind`, answered and
-    parsed by the benchmark itself (`WorldQA`), its records kept in `out`."""
+    parsed by the benchmark itself (`WorldQA`), its records kept in `out`. `generate`: yes/no answers are
+    generated (10 tokens) and parsed instead of scored, and the places a relation answer states are scored."""
     from halluscope.runner import read_jsonl, run_benchmark
     from halluscope.tasks.world import WorldQA, read_qa_answers
 
-    task = WorldQA(world, kind, n_images=n_images)
+    task = WorldQA(world, kind, n_images=n_images, mode="generate" if generate else "score", max_new_tokens=10)
     run_benchmark(task, adapter, out, batch_size=32, progress=False)
-    records = read_qa_answers(read_jsonl(out / f"world-qa_{kind}.jsonl"))
-    return tally((r["form"], group(r), r["prediction"] == r["label"]) for r in records)
+    raw = read_jsonl(out / f"world-qa_{kind}.jsonl")
+    records = read_qa_answers(raw)
+    result = tally((r["form"], group(r), r["prediction"] == r["label"]) for r in records)
+    if generate and kind == "relation":
+        result |= tally(("stated places", group(r), right)
+                        for r in raw for right in stated_places(world, r))
+    return result
+
+
+def place(obj) -> str:
+    """An object's row and column as number words, 'one' to 'four'."""
+    from halluscope.world.language import NUMBERS
+
+    return f"{NUMBERS[obj.row + 1]} {NUMBERS[obj.col + 1]}"
+
+
+def single(scene, cls: str):
+    return next(o for o in scene.objects if o.cls == cls)
+
+
+def stated_places(world, record: dict) -> list[bool]:
+    """Whether each of the two places a chain-of-thought relation answer states is the object's."""
+    from halluscope.world.language import tokenize_words
+
+    scene = world.scene("test", int(record["image_id"].split("-")[1]))
+    words = tokenize_words(record["raw"])
+    said = [" ".join(words[0:2]), " ".join(words[3:5])]
+    return [s == place(single(scene, c)) for s, c in zip(said, (record["object"], record["other"]))]
+
+
+def evaluate_positions(adapter, world, n_images: int) -> dict:
+    """Greedy accuracy of the position question on up to 4 objects (of classes held once) per test image."""
+    from halluscope.world.language import tokenize_words
+
+    items = []
+    for i in range(n_images):
+        scene = world.scene("test", i)
+        counts = scene.counts()
+        items += [(scene, o) for o in scene.objects if counts[o.cls] == 1][:4]
+    answers = []
+    for k in range(0, len(items), 32):
+        chunk = items[k:k + 32]
+        answers += adapter.generate([world.render(s) for s, _ in chunk],
+                                    [POSITION.format(o.cls) for _, o in chunk], max_new_tokens=3)
+    rows = []
+    for (_, o), answer in zip(items, answers):
+        said, truth = tokenize_words(answer)[:2], place(o).split()
+        rows += [("position", "row and column", said == truth), ("position", "row", said[:1] == truth[:1]),
+                 ("position", "column", said[1:2] == truth[1:])]
+    return tally(rows)
 
 
 def tally(answers) -> dict:
@@ -106,6 +167,39 @@ def ask_open_relations(world_cls) -> None:
             return None
         a, rel, b = rels[rng.integers(len(rels))]
         return {"type": qtype, "question": OPEN_RELATION.format(a, b), "answer": rel}
+
+    world_cls.question = patched
+
+
+def add_position_questions(world_cls) -> None:
+    """Add the training question type "position": "What is the fork in?" -> "two three" (row, column)."""
+    question = world_cls.question
+
+    def patched(self, scene, qtype, rng):
+        if qtype != "position":
+            return question(self, scene, qtype, rng)
+        counts = scene.counts()
+        singles = [o for o in scene.objects if counts[o.cls] == 1]
+        if not singles:
+            return None
+        o = singles[rng.integers(len(singles))]
+        return {"type": qtype, "question": POSITION.format(o.cls), "answer": place(o)}
+
+    world_cls.question = patched
+    world_cls.TRAIN_QUESTION_TYPES = (*world_cls.TRAIN_QUESTION_TYPES, "position")
+
+
+def reason_relations(world_cls) -> None:
+    """Make the training relation answers (train split only) state both places first: "one three , two one , no"."""
+    question = world_cls.question
+
+    def patched(self, scene, qtype, rng):
+        q = question(self, scene, qtype, rng)
+        if qtype != "relation" or scene.split != "train" or q is None:
+            return q
+        first, b = q["question"].removeprefix("Is the ").removesuffix("?").split(" the ")  # "fork left of", "cup"
+        a = first.split()[0]
+        return q | {"answer": f"{place(single(scene, a))} , {place(single(scene, b))} , {q['answer']}"}
 
     world_cls.question = patched
 
@@ -171,6 +265,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32, help="conversations per step")
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--share", type=float, default=0.5, help="share of the questions that are the kind's yes/no ones")
+    ap.add_argument("--relation-share", type=float, default=0.0,
+                    help="position: share of the questions that are relation yes/no ones")
     ap.add_argument("--no-prior-pairs", action="store_true", help="relation: train on pairs without a prior only")
     ap.add_argument("--n-images", type=int, default=150, help="world-qa images evaluated")
     ap.add_argument("--position-table", action="store_true", help="add a learned row and column vector to each "
@@ -186,6 +282,10 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.kind == "relation_open":
         ask_open_relations(World)
+    if args.kind == "position":
+        add_position_questions(World)
+    if args.kind == "relation_cot":
+        reason_relations(World)
     if args.no_prior_pairs:  # wraps the open form too: its pairs come from the filtered `Scene.relations`
         train_on_pairs_without_prior(World)
     world, out = World(), Path(args.out)
@@ -193,20 +293,28 @@ def main() -> None:
     if args.position_table:
         add_position_table(adapter.model, world)
     # existence: the object checks the continued training must keep
-    kinds = ["relation" if args.kind == "relation_open" else args.kind, "existence"]
+    kinds = ["relation" if args.kind.startswith("relation") or args.kind == "position" else args.kind, "existence"]
 
     def measure(folder: str) -> dict:
         result = {k: evaluate(adapter, world, k, args.n_images, out / folder) for k in kinds}
         if args.kind == "relation_open":
             result["relation_open"] = evaluate_open_relations(adapter, world, args.n_images)
+        if args.kind == "position":
+            result["position"] = evaluate_positions(adapter, world, args.n_images)
+        if args.kind == "relation_cot":
+            result["relation_cot"] = evaluate(adapter, world, "relation", args.n_images, out / folder / "cot",
+                                              generate=True)
         return result
 
     before = measure("before")
     print("before", before, flush=True)
+    qa_mix = {YES_NO_TYPE[args.kind]: args.share, "existence": 1 - args.share - args.relation_share}
+    if args.relation_share:
+        qa_mix["relation"] = args.relation_share
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=20,
                          weight_decay=args.weight_decay, seed=1,
                          task_mix={"qa": 1.0},
-                         qa_mix={YES_NO_TYPE[args.kind]: args.share, "existence": 1 - args.share})
+                         qa_mix=qa_mix)
     start = time.time()
     log = InstructionTrainer(adapter.model, adapter.processor, world, config, out / "stages", progress=False).train()
     adapter.model.eval()
@@ -214,7 +322,8 @@ def main() -> None:
     print("after", after, flush=True)
     write_result("verification_gap", {
         "kind": args.kind, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-        "weight_decay": args.weight_decay, "share": args.share, "no_prior_pairs": args.no_prior_pairs,
+        "weight_decay": args.weight_decay, "share": args.share,
+        "relation_share": args.relation_share, "no_prior_pairs": args.no_prior_pairs,
         "position_table": args.position_table, "n_images": args.n_images,
         "train_seconds": round(time.time() - start, 1),
         "final_loss": log["loss"][-1], "before": before, "after": after,
