@@ -75,8 +75,15 @@ def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool
     records = read_qa_answers(raw)
     result = tally((r["form"], group(r), r["prediction"] == r["label"]) for r in records)
     if generate and kind == "relation":
-        result |= tally(("stated places", group(r), right)
-                        for r in raw for right in stated_places(world, r))
+        rows = []
+        for r, parsed in zip(raw, records):
+            places = stated_places(world, r)
+            rows += [("stated places", group(r), right) for right in places]
+            if all(places):
+                rows.append(("verdict where both places are right", group(r), parsed["prediction"] == r["label"]))
+            if (follows := verdict_follows_places(r["raw"], r["value"], parsed["prediction"])) is not None:
+                rows.append(("verdict follows the stated places", group(r), follows))
+        result |= tally(rows)
     return result
 
 
@@ -99,6 +106,21 @@ def stated_places(world, record: dict) -> list[bool]:
     words = tokenize_words(record["raw"])
     said = [" ".join(words[0:2]), " ".join(words[3:5])]
     return [s == place(single(scene, c)) for s, c in zip(said, (record["object"], record["other"]))]
+
+
+def verdict_follows_places(raw: str, asked: str, verdict: str) -> bool | None:
+    """Whether a chain-of-thought answer's yes/no is what its own two stated places make of the asked relation
+    (None where the places cannot be read)."""
+    from halluscope.world.language import NUMBERS, tokenize_words
+    from halluscope.world.scene import WorldObject, relation
+
+    words = tokenize_words(raw)
+    try:
+        ra, ca, rb, cb = (NUMBERS.index(w) - 1 for w in (words[0], words[1], words[3], words[4]))
+    except (IndexError, ValueError):
+        return None
+    a, b = (WorldObject("", "", "", row=r, col=c, x=0, y=0) for r, c in ((ra, ca), (rb, cb)))
+    return (relation(a, b) == asked) == (verdict == "yes")
 
 
 def evaluate_positions(adapter, world, n_images: int) -> dict:
