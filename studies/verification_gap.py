@@ -39,6 +39,8 @@ parser, as the benchmark reads any free-text answer; the places the model wrote 
 language model's input, whatever the vision tower kept of it: does the model relate objects once their
 positions are given?
 
+`--steps 0` only evaluates (e.g. `--kind relation_cot` on a model trained from scratch with such answers).
+
 Trains into OUT and keeps the benchmark's answers in OUT/before and OUT/after (resumable); writes
 studies/results/verification_gap/<date>_<sha>.json with its provenance.
 """
@@ -282,7 +284,7 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a trained built-in model folder")
     ap.add_argument("--kind", required=True, choices=sorted(YES_NO_TYPE))
     ap.add_argument("--out", required=True, help="folder for the continued model")
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=400, help="0: evaluate the model as it is, without training")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=32, help="conversations per step")
     ap.add_argument("--weight-decay", type=float, default=0.01)
@@ -330,18 +332,18 @@ def main() -> None:
 
     before = measure("before")
     print("before", before, flush=True)
-    qa_mix = {YES_NO_TYPE[args.kind]: args.share, "existence": 1 - args.share - args.relation_share}
-    if args.relation_share:
-        qa_mix["relation"] = args.relation_share
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=20,
-                         weight_decay=args.weight_decay, seed=1,
-                         task_mix={"qa": 1.0},
-                         qa_mix=qa_mix)
-    start = time.time()
-    log = InstructionTrainer(adapter.model, adapter.processor, world, config, out / "stages", progress=False).train()
-    adapter.model.eval()
-    after = measure("after")
-    print("after", after, flush=True)
+    after, log, start = None, {"loss": [None]}, time.time()
+    if args.steps:
+        qa_mix = {YES_NO_TYPE[args.kind]: args.share, "existence": 1 - args.share - args.relation_share}
+        if args.relation_share:
+            qa_mix["relation"] = args.relation_share
+        config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=20,
+                             weight_decay=args.weight_decay, seed=1, task_mix={"qa": 1.0}, qa_mix=qa_mix)
+        log = InstructionTrainer(adapter.model, adapter.processor, world, config, out / "stages",
+                                 progress=False).train()
+        adapter.model.eval()
+        after = measure("after")
+        print("after", after, flush=True)
     write_result("verification_gap", {
         "kind": args.kind, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "share": args.share,
