@@ -39,6 +39,9 @@ parser, as the benchmark reads any free-text answer; the places the model wrote 
 language model's input, whatever the vision tower kept of it: does the model relate objects once their
 positions are given?
 
+`--full-mix` continues on the default recipe's whole mix (captions and every question type) with the kind's yes/no
+questions at `--share`: is what the concentrated training buys the concentration, or the continuation itself?
+
 `--steps 0` only evaluates (e.g. `--kind relation_cot` on a model trained from scratch with such answers).
 
 Trains into OUT and keeps the benchmark's answers in OUT/before and OUT/after (resumable); writes
@@ -291,6 +294,8 @@ def main() -> None:
     ap.add_argument("--share", type=float, default=0.5, help="share of the questions that are the kind's yes/no ones")
     ap.add_argument("--relation-share", type=float, default=0.0,
                     help="position: share of the questions that are relation yes/no ones")
+    ap.add_argument("--full-mix", action="store_true", help="train on the default recipe's captions and questions, "
+                    "with the kind's yes/no questions at --share of the questions (the rest scaled down)")
     ap.add_argument("--no-prior-pairs", action="store_true", help="relation: train on pairs without a prior only")
     ap.add_argument("--n-images", type=int, default=150, help="world-qa images evaluated")
     ap.add_argument("--position-table", action="store_true", help="add a learned row and column vector to each "
@@ -337,8 +342,13 @@ def main() -> None:
         qa_mix = {YES_NO_TYPE[args.kind]: args.share, "existence": 1 - args.share - args.relation_share}
         if args.relation_share:
             qa_mix["relation"] = args.relation_share
+        task_mix = {"qa": 1.0}
+        if args.full_mix:
+            task_mix = TrainConfig().task_mix
+            qa_mix = {k: v * (1 - args.share) for k, v in TrainConfig().qa_mix.items()}
+            qa_mix[YES_NO_TYPE[args.kind]] = qa_mix.get(YES_NO_TYPE[args.kind], 0) + args.share
         config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=20,
-                             weight_decay=args.weight_decay, seed=1, task_mix={"qa": 1.0}, qa_mix=qa_mix)
+                             weight_decay=args.weight_decay, seed=1, task_mix=task_mix, qa_mix=qa_mix)
         log = InstructionTrainer(adapter.model, adapter.processor, world, config, out / "stages",
                                  progress=False).train()
         adapter.model.eval()
@@ -347,7 +357,7 @@ def main() -> None:
     write_result("verification_gap", {
         "kind": args.kind, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "share": args.share,
-        "relation_share": args.relation_share, "no_prior_pairs": args.no_prior_pairs,
+        "relation_share": args.relation_share, "full_mix": args.full_mix, "no_prior_pairs": args.no_prior_pairs,
         "position_table": args.position_table, "n_images": args.n_images,
         "train_seconds": round(time.time() - start, 1),
         "final_loss": log["loss"][-1], "before": before, "after": after,
