@@ -125,12 +125,13 @@ def qa(conforming: float, breaking: float, prior_share: float = 0.5) -> dict:
     return {"metrics": {"yes_no": yes_no, "accuracy": overall}}
 
 
-def with_kinds(relation=(0.90, 0.70), count=(0.95, 0.85), attribute=(0.95, 0.80), repeats=0.02, relation_false=0.1):
+def with_kinds(relation=(0.90, 0.70), count=(0.95, 0.85), attribute=(0.95, 0.80), repeats=0.02, relation_false=0.1,
+               claims_n=50):
     res = results()
     for kind, (c, b) in (("existence", (0.9, 0.9)), ("relation", relation), ("count", count),
                          ("attribute", attribute)):
         res[f"world-qa:{kind}"] = qa(c, b)
-    claims = {k: {"value": v, "ci95": [v, v], "n": 50} for k, v in
+    claims = {k: {"value": v, "ci95": [v, v], "n": claims_n} for k, v in
               (("object", 0.05), ("attribute", 0.1), ("count", 0.1), ("relation", relation_false), ("all", 0.1))}
     res["world-chair"]["metrics"] |= {"claims": claims, "repeats_phrase": {"value": repeats, "ci95": [repeats] * 2}}
     return res
@@ -154,6 +155,10 @@ def test_the_kind_checks_follow_the_four_and_each_meets_and_misses():
     assert not holds(with_kinds(count=(0.95, 0.95)))[7] and not holds(with_kinds(relation=(0.9, 0.85)))[8]
     assert holds(with_kinds(repeats=0.05))[9] and not holds(with_kinds(repeats=0.051))[9]
     assert holds(with_kinds(relation_false=0.25))[10] and not holds(with_kinds(relation_false=0.26))[10]
+    # captions that name nothing (a model answering "no" to every prompt): 0 % repeats and 0 % false relations
+    # of 0 claims are not measured, not met
+    empty = hallucination_checks(with_kinds(repeats=0.0, relation_false=0.0, claims_n=0))
+    assert [(c["holds"], c["value"].split(":")[0]) for c in empty[9:]] == [(False, "not measured")] * 2
 
 
 def test_the_kind_profile_has_one_row_per_kind_in_every_writer(capsys):
