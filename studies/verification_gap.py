@@ -103,26 +103,30 @@ def single(scene, cls: str):
     return next(o for o in scene.objects if o.cls == cls)
 
 
-def stated_places(world, record: dict) -> list[bool]:
-    """Whether each of the two places a chain-of-thought relation answer states is the object's."""
+def said_places(raw: str) -> list[list[str]]:
+    """The two places ("one three", "two one") at the start of a chain-of-thought relation answer, as words."""
     from halluscope.world.language import tokenize_words
 
+    words = tokenize_words(raw)
+    return [words[0:2], words[3:5]]
+
+
+def stated_places(world, record: dict) -> list[bool]:
+    """Whether each of the two places a chain-of-thought relation answer states is the object's."""
     scene = world.scene("test", int(record["image_id"].split("-")[1]))
-    words = tokenize_words(record["raw"])
-    said = [" ".join(words[0:2]), " ".join(words[3:5])]
-    return [s == place(single(scene, c)) for s, c in zip(said, (record["object"], record["other"]))]
+    return [" ".join(said) == place(single(scene, c))
+            for said, c in zip(said_places(record["raw"]), (record["object"], record["other"]))]
 
 
 def verdict_follows_places(raw: str, asked: str, verdict: str) -> bool | None:
     """Whether a chain-of-thought answer's yes/no is what its own two stated places make of the asked relation
     (None where the places cannot be read)."""
-    from halluscope.world.language import NUMBERS, tokenize_words
+    from halluscope.world.language import NUMBERS
     from halluscope.world.scene import WorldObject, relation
 
-    words = tokenize_words(raw)
     try:
-        ra, ca, rb, cb = (NUMBERS.index(w) - 1 for w in (words[0], words[1], words[3], words[4]))
-    except (IndexError, ValueError):
+        ra, ca, rb, cb = (NUMBERS.index(w) - 1 for w in sum(said_places(raw), []))
+    except ValueError:
         return None
     a, b = (WorldObject("", "", "", row=r, col=c, x=0, y=0) for r, c in ((ra, ca), (rb, cb)))
     return (relation(a, b) == asked) == (verdict == "yes")
@@ -293,7 +297,7 @@ def main() -> None:
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--share", type=float, default=0.5, help="share of the questions that are the kind's yes/no ones")
     ap.add_argument("--relation-share", type=float, default=0.0,
-                    help="position: share of the questions that are relation yes/no ones")
+                    help="share of the questions that are relation yes/no ones, beside the kind's")
     ap.add_argument("--full-mix", action="store_true", help="train on the default recipe's captions and questions, "
                     "with the kind's yes/no questions at --share of the questions (the rest scaled down)")
     ap.add_argument("--no-prior-pairs", action="store_true", help="relation: train on pairs without a prior only")
@@ -301,6 +305,9 @@ def main() -> None:
     ap.add_argument("--position-table", action="store_true", help="add a learned row and column vector to each "
                     "visual token (evaluated before training with the table already in place)")
     args = ap.parse_args()
+    if args.relation_share and (YES_NO_TYPE[args.kind] == "relation" or args.full_mix):
+        ap.error("--relation-share adds relation questions beside another kind's, without --full-mix; "
+                 "for the relation kinds use --share")
 
     import torch
     from _provenance import model_hash, write_result
