@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """`argv`: the options (a probe passes what it did not take itself); the results file records sys.argv."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/recipe")
     ap.add_argument("--seeds", default="0,1,2")
@@ -38,7 +39,7 @@ def main() -> None:
     ap.add_argument("--qa-images", type=int, default=500, help="world-qa images per kind (0: the four checks only)")
     ap.add_argument("--model", default=None, help="evaluate this trained model folder as the first seed's "
                                                   "instead of training it (e.g. the demo's cached model)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import _arms
     from _provenance import model_hash, parse_kv, write_result
