@@ -45,15 +45,13 @@ def caption_errors(path: Path, order: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="folders holding world-chair.jsonl")
-    ap.add_argument("--order", choices=["class", "interleaved"], default="class", help="the class list steps are "
-                    "counted in")
+    from recipe_caption_order import ORDERS, class_order
+
+    ap.add_argument("--order", choices=ORDERS, default="class", help="the class list steps are counted in")
     args = ap.parse_args()
     from _provenance import write_result
-    from recipe_caption_order import interleaved
 
-    from halluscope.world import CLASSES
-
-    order = list(CLASSES) if args.order == "class" else interleaved()
+    order = class_order(args.order)
     result = {run: caption_errors(Path(run) / "world-chair.jsonl", order) for run in args.runs}
     for run, counts in result.items():
         print(run, counts)

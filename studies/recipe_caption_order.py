@@ -25,16 +25,21 @@ from halluscope.world import CLASSES, language
 from halluscope.world.config import DEFAULT_SCENES
 
 
-def interleaved() -> list[str]:
-    """One class of each scene type in turn (the default world's scene types)."""
+ORDERS = ("class", "interleaved")
+
+
+def class_order(name: str) -> list[str]:
+    """The classes in the order `name`: the world's class list, or one class of each (default) scene type in turn."""
+    if name == "class":
+        return list(CLASSES)
     return [cls for turn in zip(*DEFAULT_SCENES.values()) for cls in turn]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--order", choices=["class", "interleaved"], default="class")
+    ap.add_argument("--order", choices=ORDERS, default="class")
     args, rest = ap.parse_known_args()
-    order = list(CLASSES) if args.order == "class" else interleaved()
+    order = class_order(args.order)
     reading_order = language.objects_by_class
 
     def fixed_order(scene):

@@ -74,7 +74,7 @@ def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool
     from halluscope.runner import read_jsonl, run_benchmark
     from halluscope.tasks.world import WorldQA, read_qa_answers
 
-    task = WorldQA(world, kind, n_images=n_images, mode="generate" if generate else "score", max_new_tokens=10)
+    task = WorldQA(world, kind, n_images=n_images, **({"mode": "generate", "max_new_tokens": 10} if generate else {}))
     run_benchmark(task, adapter, out, batch_size=32, progress=False)
     raw = read_jsonl(out / f"world-qa_{kind}.jsonl")
     records = read_qa_answers(raw)
