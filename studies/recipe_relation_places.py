@@ -10,18 +10,57 @@ instead of scoring "yes" against "no", for its own run only, so its models must 
 
     python studies/recipe_relation_places.py --out runs/i19/places --seeds 0
 
+`--place-words own` writes places in words of their own ("row1 col3 , row2 col1 , no"), added to the vocabulary,
+and makes them stage 0's position targets (so it needs `--train position_targets=True`): each visual token is
+trained to sit next to its class, colour, row and column words, as grounding models name a place by location
+tokens (Kosmos-2, PaliGemma), so that saying where an object is becomes copying a word from its token, as
+naming it is. Evaluate its places with `verification_gap.py --place-words own`.
+
 Takes every option of recipe_seeds.py; its results file records this script's command line.
 """
 
 from __future__ import annotations
 
+import argparse
+
 from halluscope import World
 from halluscope.tasks import world as tasks_world
+
+
+def words_as_position_targets() -> None:
+    """Stage 0's row and column targets become the (fixed) input embeddings of the place words."""
+    import torch.nn.functional as F
+
+    import verification_gap
+    from halluscope.training import sft
+
+    init = sft.WordTargets.__init__
+
+    def patched(self, model, processor, positions: bool = False) -> None:
+        init(self, model, processor, positions)
+        if positions:
+            tok, embed = processor.tokenizer, model.get_input_embeddings().weight.detach()
+            words = [*verification_gap.ROWS, *verification_gap.COLUMNS]
+            del self.positions
+            self.register_buffer("positions", F.normalize(embed[tok.convert_tokens_to_ids(words)], dim=-1))
+
+    sft.WordTargets.__init__ = patched
+    sft.WordTargets.trained = lambda self: [*self.tower.parameters(), *self.projector.parameters(), self.empty,
+                                            self.logit_scale]
 
 
 def main() -> None:
     import verification_gap  # siblings: `python studies/X.py` puts studies/ on sys.path
 
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--place-words", choices=sorted(verification_gap.PLACE_WORDS), default="numbers")
+    args, rest = ap.parse_known_args()
+    verification_gap.use_place_words(args.place_words)
+    if args.place_words == "own":
+        if "position_targets=True" not in " ".join(rest):
+            ap.error("--place-words own makes the place words stage 0's position targets: add "
+                     "--train position_targets=True")
+        words_as_position_targets()
     verification_gap.reason_relations(World)
     post_init = tasks_world.WorldQA.__post_init__
 
@@ -33,7 +72,7 @@ def main() -> None:
     tasks_world.WorldQA.__post_init__ = generate_relations
     import recipe_seeds
 
-    recipe_seeds.main()
+    recipe_seeds.main(rest)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,22 @@ YES_NO_TYPE = {"attribute": "attribute_yes_no", "count": "count_yes_no", "relati
                "relation_open": "relation", "relation_cot": "relation", "position": "position"}
 OPEN_RELATION = "Is the {} the {}?"
 POSITION = "What is the {} in?"
+# The words of a place, its row's then its column's: the built-in number words, or words of their own
+# (`use_place_words("own")`), which a probe can also make stage 0's position targets.
+PLACE_WORDS = {"numbers": (("one", "two", "three", "four"),) * 2,
+               "own": (("row1", "row2", "row3", "row4"), ("col1", "col2", "col3", "col4"))}
+ROWS, COLUMNS = PLACE_WORDS["numbers"]
+
+
+def use_place_words(name: str) -> None:
+    """Places are written in PLACE_WORDS[name]; with "own", the world's vocabulary (so a new tokenizer) has them."""
+    global ROWS, COLUMNS
+    ROWS, COLUMNS = PLACE_WORDS[name]
+    if name == "own":
+        from halluscope import World
+
+        vocabulary = World.vocabulary
+        World.vocabulary = lambda self: sorted({*vocabulary(self), *ROWS, *COLUMNS})
 
 
 def group(record: dict) -> str:
@@ -93,10 +109,8 @@ def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool
 
 
 def place(obj) -> str:
-    """An object's row and column as number words, 'one' to 'four'."""
-    from halluscope.world.language import NUMBERS
-
-    return f"{NUMBERS[obj.row + 1]} {NUMBERS[obj.col + 1]}"
+    """An object's row and column in the place words ("one three" or "row1 col3")."""
+    return f"{ROWS[obj.row]} {COLUMNS[obj.col]}"
 
 
 def single(scene, cls: str):
@@ -121,11 +135,10 @@ def stated_places(world, record: dict) -> list[bool]:
 def verdict_follows_places(raw: str, asked: str, verdict: str) -> bool | None:
     """Whether a chain-of-thought answer's yes/no is what its own two stated places make of the asked relation
     (None where the places cannot be read)."""
-    from halluscope.world.language import NUMBERS
     from halluscope.world.scene import WorldObject, relation
 
     try:
-        ra, ca, rb, cb = (NUMBERS.index(w) - 1 for w in sum(said_places(raw), []))
+        (ra, ca), (rb, cb) = ((ROWS.index(r), COLUMNS.index(c)) for r, c in said_places(raw))
     except ValueError:
         return None
     a, b = (WorldObject("", "", "", row=r, col=c, x=0, y=0) for r, c in ((ra, ca), (rb, cb)))
@@ -302,6 +315,8 @@ def main() -> None:
                     "with the kind's yes/no questions at --share of the questions (the rest scaled down)")
     ap.add_argument("--no-prior-pairs", action="store_true", help="relation: train on pairs without a prior only")
     ap.add_argument("--n-images", type=int, default=150, help="world-qa images evaluated")
+    ap.add_argument("--place-words", choices=sorted(PLACE_WORDS), default="numbers",
+                    help="words of the places in position and relation_cot answers (own: the model must have them)")
     ap.add_argument("--position-table", action="store_true", help="add a learned row and column vector to each "
                     "visual token (evaluated before training with the table already in place)")
     args = ap.parse_args()
@@ -316,6 +331,7 @@ def main() -> None:
     from halluscope.training.sft import InstructionTrainer, TrainConfig
 
     torch.set_num_threads(1)
+    use_place_words(args.place_words)
     if args.kind == "relation_open":
         ask_open_relations(World)
     if args.kind == "position":
@@ -365,7 +381,7 @@ def main() -> None:
         "kind": args.kind, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "share": args.share,
         "relation_share": args.relation_share, "full_mix": args.full_mix, "no_prior_pairs": args.no_prior_pairs,
-        "position_table": args.position_table, "n_images": args.n_images,
+        "position_table": args.position_table, "place_words": args.place_words, "n_images": args.n_images,
         "train_seconds": round(time.time() - start, 1),
         "final_loss": log["loss"][-1], "before": before, "after": after,
     }, model_hash=model_hash(args.model))
