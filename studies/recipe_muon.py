@@ -12,6 +12,12 @@ own --out folder.
     python studies/recipe_muon.py --out runs/i19/muon --seeds 0
 
 Takes every option of recipe_seeds.py; its results file records this script's command line.
+
+    python studies/recipe_muon.py --step-time [--reps 5 --threads 2]
+
+times an instruction-tuning step (forward, backward, optimizer) of a fresh built-in model with AdamW and with
+Muon, on the same prebuilt batches, interleaved pass by pass so that a noisy host affects both alike, and
+writes the medians and their ratio to studies/results/recipe_muon/<date>_<sha>.json.
 """
 
 from __future__ import annotations
@@ -91,11 +97,62 @@ def use_muon() -> None:
     InstructionTrainer.make_optimizer = make_optimizer
 
 
+def step_time(reps: int, threads: int, n_batches: int = 4) -> None:
+    import statistics
+    import time
+
+    from _provenance import write_result  # siblings: `python studies/X.py` puts studies/ on sys.path
+
+    from halluscope import World
+    from halluscope.models.tiny import build_model, build_processor
+    from halluscope.training.sft import Batcher, InstructionTrainer, TrainConfig, batch_for_step
+
+    torch.set_num_threads(threads)
+    world, cfg = World(), TrainConfig()
+    processor = build_processor(world)
+    batches = [batch_for_step(world, Batcher(processor), cfg, step) for step in range(n_batches)]
+    trainers, models = {}, {}
+    for name in ("adamw", "muon"):
+        models[name] = model = build_model(processor, seed=0)
+        for p in model.model.vision_tower.parameters():  # frozen in instruction tuning, as the recipe has it
+            p.requires_grad_(False)
+        me = type("Trainer", (), {"tower": model.model.vision_tower, "config": cfg})()
+        groups = InstructionTrainer.param_groups(me, model)  # the patched split, as in training
+        trainers[name] = (torch.optim.AdamW([{"params": [p for g in groups for p in g["params"]]}], lr=cfg.lr,
+                                            weight_decay=cfg.weight_decay, betas=tuple(cfg.adam_betas))
+                          if name == "adamw" else InstructionTrainer.make_optimizer(me, groups))
+    seconds: dict[str, list[float]] = {name: [] for name in trainers}
+    for rep in range(reps + 1):  # the first pass warms up
+        for name, opt in trainers.items():
+            for batch in batches:
+                t = time.perf_counter()
+                models[name](**batch).loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if rep:
+                    seconds[name].append(time.perf_counter() - t)
+    median = {name: statistics.median(s) for name, s in seconds.items()}
+    result = {"threads": threads, "reps": reps, "batches": n_batches, "batch_size": cfg.batch_size,
+              "median_step_seconds": {k: round(v, 4) for k, v in median.items()},
+              "muon_over_adamw": round(median["muon"] / median["adamw"], 3)}
+    print(result)
+    print(f"wrote {write_result('recipe_muon', result)}")
+
+
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--step-time", action="store_true")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args, rest = ap.parse_known_args()
     use_muon()
+    if args.step_time:
+        return step_time(args.reps, args.threads)
     import recipe_seeds  # siblings: `python studies/X.py` puts studies/ on sys.path
 
-    recipe_seeds.main()
+    recipe_seeds.main(rest)
 
 
 if __name__ == "__main__":
