@@ -35,11 +35,9 @@ def class_order(name: str) -> list[str]:
     return [cls for turn in zip(*DEFAULT_SCENES.values()) for cls in turn]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--order", choices=ORDERS, default="class")
-    args, rest = ap.parse_known_args()
-    order = class_order(args.order)
+def use_caption_order(name: str) -> None:
+    """Captions (and their corrections) list classes in `class_order(name)`, for this process."""
+    order = class_order(name)
     reading_order = language.objects_by_class
 
     def fixed_order(scene):
@@ -48,6 +46,13 @@ def main() -> None:
 
     print("caption class order:", order, flush=True)
     language.objects_by_class = hallucinate_world.objects_by_class = fixed_order
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--order", choices=ORDERS, default="class")
+    args, rest = ap.parse_known_args()
+    use_caption_order(args.order)
     import recipe_seeds  # a sibling: `python studies/X.py` puts studies/ on sys.path
 
     recipe_seeds.main(rest)

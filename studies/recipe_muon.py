@@ -11,7 +11,8 @@ own --out folder.
 
     python studies/recipe_muon.py --out runs/i19/muon --seeds 0
 
-Takes every option of recipe_seeds.py; its results file records this script's command line.
+Takes every option of recipe_seeds.py; its results file records this script's command line. `--caption-order
+interleaved` adds the caption order of `recipe_caption_order.py` to the same run.
 
     python studies/recipe_muon.py --step-time [--reps 5 --threads 2]
 
@@ -146,8 +147,14 @@ def main() -> None:
     ap.add_argument("--step-time", action="store_true")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--caption-order", default=None, help="also list caption classes in this order (the "
+                    "probe recipe_caption_order.py's --order)")
     args, rest = ap.parse_known_args()
     use_muon()
+    if args.caption_order:
+        from recipe_caption_order import use_caption_order
+
+        use_caption_order(args.caption_order)
     if args.step_time:
         return step_time(args.reps, args.threads)
     import recipe_seeds  # siblings: `python studies/X.py` puts studies/ on sys.path
