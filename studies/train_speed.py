@@ -6,7 +6,8 @@ Builds a freshly initialised built-in model and `--batches` real training batche
 the cost of building one batch (the DataLoader worker's job), the padding in a batch, and the
 seconds per optimizer step (forward, backward, AdamW) with 1 and 2 torch threads, with the batches
 prebuilt (compute only) and built by a DataLoader worker alongside (as `train` runs), with the vision
-tower as the default recipe has it (frozen) and the other way (trained); and the seconds per stage-0 step (vision
+tower as the default recipe has it (frozen) and the other way (trained), with Muon in place of AdamW
+(`TrainConfig.optimizer="muon"`, 2 threads); and the seconds per stage-0 step (vision
 tower and projector on `vision_batch_size` images, rendering included). Variants are
 interleaved pass by pass, so a noisy machine affects them alike; each figure is the median step
 over `--reps` passes. Writes the figures as JSON with their provenance to
@@ -37,6 +38,7 @@ def main() -> None:
 
     from halluscope import World
     from halluscope.models.tiny import build_model, build_processor
+    from halluscope.training.optimizers import MuonAdamW, split_for_muon
     from halluscope.training.sft import Batcher, StepBatches, TrainConfig, batch_for_step, pretrain_vision
 
     torch.set_flush_denormal(True)
@@ -58,13 +60,17 @@ def main() -> None:
     tower_trains = cfg.vision_lr_scale > 0
     other = "frozen" if tower_trains else "trained"
 
-    def step(batch, tower: bool = tower_trains) -> float:
+    # TrainConfig.optimizer="muon": the same step with Muon on the weight matrices (AdamW on the rest)
+    muon = MuonAdamW(split_for_muon(model, [{"params": list(model.parameters())}]), lr=1e-4,
+                     weight_decay=cfg.weight_decay, betas=tuple(cfg.adam_betas))
+
+    def step(batch, tower: bool = tower_trains, optimizer=opt) -> float:
         model.model.vision_tower.requires_grad_(tower)
         t = time.perf_counter()
         loss = model(**batch).loss
-        opt.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer.step()
         return time.perf_counter() - t
 
     step(batches[0])  # warm-up
@@ -75,6 +81,7 @@ def main() -> None:
             torch.set_num_threads(threads)
             times.setdefault(f"prebuilt, {threads} thread(s)", []).extend(step(b) for b in batches)
         torch.set_num_threads(2)
+        times.setdefault("prebuilt, 2 threads, Muon", []).extend(step(b, optimizer=muon) for b in batches)
         times.setdefault(f"prebuilt, 2 threads, vision tower {other}", []).extend(
             step(b, not tower_trains) for b in batches)
         model.model.vision_tower.requires_grad_(True)

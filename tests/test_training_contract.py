@@ -59,9 +59,11 @@ def stage0(world, processor, model, out):
     return VisionPretrainer(model, processor, world, cfg, out, progress=False)
 
 
-def instruct(world, processor, model, out):
-    cfg = TrainConfig(steps=STEPS, batch_size=2, vision_pretrain_steps=0, **LOOP)
-    return InstructionTrainer(model, processor, world, cfg, out, progress=False)
+def instruct_with(**fields):
+    def make(world, processor, model, out):
+        cfg = TrainConfig(steps=STEPS, batch_size=2, vision_pretrain_steps=0, **LOOP, **fields)
+        return InstructionTrainer(model, processor, world, cfg, out, progress=False)
+    return make
 
 
 def hacl_stage(weight: float):
@@ -90,8 +92,10 @@ class Case:
 TRAIN_CASES = [
     Case("stage0", stage0, {"vision", "projector", "heads"},
          (TrainConfig, {"vision_batch_size": 0}, "vision_batch_size")),
-    Case("instruct", instruct, {"projector", "language", "output"},
+    Case("instruct", instruct_with(), {"projector", "language", "output"},
          (TrainConfig, {"task_mix": {"poetry": 1}}, "task_mix")),
+    Case("instruct-muon", instruct_with(optimizer="muon"), {"projector", "language", "output"},
+         (TrainConfig, {"optimizer": "sgd"}, "optimizer")),
     Case("hacl", hacl_stage(1.0), {"projector", "heads"}, (HACLConfig, {"batch_size": 1}, "batch_size")),
     Case("connector", hacl_stage(0.0), {"projector"}, (HACLConfig, {"contrastive_weight": -1}, "contrastive_weight")),
     # The reference model is the policy as it came: resumed runs start from the same model.
@@ -202,3 +206,14 @@ def test_cosine_schedule():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == 1.0  # linear warm-up
     assert lrs[10] == 1.0 and lrs[60] == pytest.approx(0.55) and lrs[110] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[119] == pytest.approx(0.1)  # then flat at 10 %
+
+
+def test_muon_takes_the_weight_matrices_and_adamw_the_embeddings_norms_and_biases(world, processor, tmp_path):
+    model = build_model(processor, MICRO, seed=0)
+    trainer = instruct_with(optimizer="muon")(world, processor, model, tmp_path)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {g["muon"]: [names[id(p)] for p in g["params"]] for g in trainer.optimizer.param_groups}
+    assert groups[True] and all("embed" not in n and "lm_head" not in n for n in groups[True])
+    assert any("q_proj" in n for n in groups[True]) and any("multi_modal_projector" in n for n in groups[True])
+    assert any("embed_tokens" in n for n in groups[False]) and any("norm" in n for n in groups[False])
+    assert set(trainer.optimizer.state_dict()) == {"muon", "adamw"}

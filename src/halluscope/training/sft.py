@@ -32,6 +32,7 @@ from ..models.tiny import image_size, image_token_count, patch_projector
 from ..seeds import Stream, rng
 from ..world import CAPTION_PROMPTS, CLASSES, COLORS, GRID, IMAGE_SIZE, World
 from .loop import Trainer, cosine_lr
+from .optimizers import OPTIMIZERS, MuonAdamW, split_for_muon
 
 TASKS = ("detailed", "short", "qa")
 LLAVA = {"title": "Visual Instruction Tuning", "authors": "Liu et al.", "venue": "NeurIPS 2023",
@@ -69,6 +70,10 @@ class TrainConfig(Config):
     vision_lr_scale: float = field(default=0.0, metadata={
         "help": "learning rate of the vision tower in instruction tuning, as a fraction of lr; 0 freezes it, as "
                 "LLaVA does"})
+    optimizer: str = field(default="adamw", metadata={
+        "help": "optimizer of instruction tuning: 'adamw', or 'muon': Muon for the weight matrices, AdamW for "
+                "embeddings, norms and biases, at the same learning rate and schedule (training.optimizers)",
+        "recipe_omits_default": True})
     checkpoint_every: int = field(default=250, metadata={"help": "steps between checkpoints"})
     log_every: int = field(default=50, metadata={"help": "steps between logged mean losses"})
     task_mix: dict[str, float] = field(
@@ -97,6 +102,8 @@ class TrainConfig(Config):
         self.check_range("caption_noise", 0, 1, "it is a share of captions")
         if not isinstance(self.position_targets, bool):
             self.fail("position_targets", "use True or False")
+        if self.optimizer not in OPTIMIZERS:
+            self.fail("optimizer", f"use one of {OPTIMIZERS}")
         if self.vision_lr_scale < 0:
             self.fail("vision_lr_scale", "use a value >= 0 (0 freezes the tower)")
         for name in ("adam_betas", "vision_adam_betas"):
@@ -375,7 +382,13 @@ class InstructionTrainer(Trainer):
         groups = [{"params": [p for p in model.parameters() if id(p) not in in_tower]}]
         if self.config.vision_lr_scale > 0:
             groups.append({"params": list(self.tower.parameters()), "lr_scale": self.config.vision_lr_scale})
-        return groups
+        return split_for_muon(model, groups) if self.config.optimizer == "muon" else groups
+
+    def make_optimizer(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        if self.config.optimizer != "muon":
+            return super().make_optimizer(groups)
+        cfg = self.config
+        return MuonAdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.adam_betas))
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         return batch_for_step(self.world, self.batcher, self.config, step * self.world_size + self.rank)

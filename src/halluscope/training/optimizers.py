@@ -1,0 +1,66 @@
+"""Muon for the hidden weight matrices, AdamW for the rest, as one optimizer for the loop.
+
+Muon updates each 2-D weight matrix by its (Nesterov) momentum orthogonalised with a Newton-Schulz iteration;
+embeddings, norms, biases and convolutions keep AdamW, as in the reference's `MuonWithAuxAdam`. The Muon step is
+scaled to AdamW's update RMS (0.2 * sqrt(max(rows, columns)), Liu et al.), so that both halves take the same
+learning rate, schedule and weight decay. Both halves are torch's own optimizers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+MUON = {"title": "Muon: An optimizer for hidden layers in neural networks", "authors": "Jordan et al.",
+        "venue": "2024", "url": "https://kellerjordan.github.io/posts/muon/"}
+MUON_AT_SCALE = {"title": "Muon is Scalable for LLM Training", "authors": "Liu et al.", "venue": "arXiv 2025",
+                 "url": "https://arxiv.org/abs/2502.16982"}
+OPTIMIZERS = ("adamw", "muon")
+
+
+def split_for_muon(model: nn.Module, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each group in two, its 2-D weight matrices (flagged "muon") and the rest; word and position embeddings
+    and the output head (tied to the input embeddings or not) stay with the rest."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = []
+    for group in groups:
+        def is_matrix(p: torch.Tensor) -> bool:
+            return p.ndim == 2 and not any(k in names.get(id(p), "") for k in ("embed", "lm_head"))
+
+        out += [group | {"params": [p for p in group["params"] if is_matrix(p)], "muon": True},
+                group | {"params": [p for p in group["params"] if not is_matrix(p)], "muon": False}]
+    return [g for g in out if g["params"]]
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """torch's Muon on the groups flagged "muon", torch's AdamW on the others, stepped and saved together. The
+    groups are the inner optimizers' own, so a learning rate set on `param_groups` reaches them."""
+
+    def __init__(self, groups: list[dict[str, Any]], lr: float, weight_decay: float,
+                 betas: tuple[float, float], momentum: float = 0.95) -> None:
+        matrices, rest = [g for g in groups if g.get("muon")], [g for g in groups if not g.get("muon")]
+        self.parts = {}
+        if matrices:
+            self.parts["muon"] = torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                                                  adjust_lr_fn="match_rms_adamw")
+        if rest:
+            self.parts["adamw"] = torch.optim.AdamW(rest, lr=lr, weight_decay=weight_decay, betas=betas)
+        super().__init__([g for opt in self.parts.values() for g in opt.param_groups], {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for opt in self.parts.values():
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.parts.values():
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: opt.state_dict() for name, opt in self.parts.items()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for name, opt in self.parts.items():
+            opt.load_state_dict(state_dict[name])
