@@ -217,3 +217,21 @@ def test_muon_takes_the_weight_matrices_and_adamw_the_embeddings_norms_and_biase
     assert any("q_proj" in n for n in groups[True]) and any("multi_modal_projector" in n for n in groups[True])
     assert any("embed_tokens" in n for n in groups[False]) and any("norm" in n for n in groups[False])
     assert set(trainer.optimizer.state_dict()) == {"muon", "adamw"}
+
+
+def test_muon_is_torchs_muon_with_the_iteration_in_float32():
+    from halluscope.training.optimizers import Muon
+
+    torch.manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(16, 48))
+    theirs = torch.nn.Parameter(ours.detach().clone())
+    opts = [Muon([{"params": [ours]}], lr=1e-2, weight_decay=0.1),
+            torch.optim.Muon([theirs], lr=1e-2, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")]
+    start = ours.detach().clone()
+    for _ in range(3):
+        grad = torch.randn(16, 48)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        for opt in opts:
+            opt.step()
+    # torch's iterates in bfloat16: the two differ by its rounding, far less than the steps they took
+    assert (ours - theirs).norm() < 0.05 * (ours - start).norm()
