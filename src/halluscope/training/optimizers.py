@@ -1,13 +1,15 @@
 """Muon for the hidden weight matrices, AdamW for the rest, as one optimizer for the loop.
 
-Muon updates each 2-D weight matrix by its (Nesterov) momentum orthogonalised with a Newton-Schulz iteration;
-embeddings, norms, biases and convolutions keep AdamW, as in the reference's `MuonWithAuxAdam`. The Muon step is
-scaled to AdamW's update RMS (0.2 * sqrt(max(rows, columns)), Liu et al.), so that both halves take the same
-learning rate, schedule and weight decay.
+Muon (Jordan et al. 2024, https://kellerjordan.github.io/posts/muon/) updates each 2-D weight matrix by its
+(Nesterov) momentum orthogonalised with a Newton-Schulz iteration; embeddings, norms, biases and convolutions keep
+AdamW, as in the reference's `MuonWithAuxAdam`. The Muon step is scaled to AdamW's update RMS (0.2 *
+sqrt(max(rows, columns)); Liu et al. 2025, "Muon is Scalable for LLM Training", arXiv:2502.16982), so that both
+halves take the same learning rate, schedule and weight decay.
 
 The Muon half is torch.optim.Muon's update (the same momentum, iteration, scaling and decoupled weight decay) with
-the iteration in float32: torch's runs it in bfloat16, which changes each update by about 1 % and, on the built-in
-model, trained worse (docs/studies/tiny-recipe.md, "Muon"); CPUs without bfloat16 units also emulate it.
+the iteration in float32: torch's, like the reference (written for GPUs), runs it in bfloat16, which changes each
+update by about 1 % (on the built-in model within seed noise: docs/studies/tiny-recipe.md, "Muon") and which CPUs
+without bfloat16 units emulate.
 """
 
 from __future__ import annotations
@@ -17,10 +19,6 @@ from typing import Any
 import torch
 from torch import nn
 
-MUON = {"title": "Muon: An optimizer for hidden layers in neural networks", "authors": "Jordan et al.",
-        "venue": "2024", "url": "https://kellerjordan.github.io/posts/muon/"}
-MUON_AT_SCALE = {"title": "Muon is Scalable for LLM Training", "authors": "Liu et al.", "venue": "arXiv 2025",
-                 "url": "https://arxiv.org/abs/2502.16982"}
 OPTIMIZERS = ("adamw", "muon")
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # the reference's quintic, torch.optim.Muon's default
 
