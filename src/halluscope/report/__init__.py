@@ -136,19 +136,15 @@ def kind_checks(results: dict[str, dict[str, Any]],
         # captions that name nothing (a model answering "no" to every prompt) neither repeat nor relate: such a
         # check is not met, it is not measured
         rep, rel = chair["repeats_phrase"], chair["claims"]["relation"]
-        check = f"captions naming a class in two phrases <= {100 * t.repeats_phrase:g} %"
-        if chair["claims"]["object"]["n"]:
-            checks.append({"check": check, "value": f"{_pct(rep['value'])} % CI {_ci(rep['ci95'])}",
-                           "holds": rep["value"] <= t.repeats_phrase})
-        else:
-            checks.append({"check": check, "value": "not measured: the captions name no object", "holds": False})
-        check = f"false relation claims in captions <= {100 * t.relation_claims_false:g} %"
-        if rel["n"]:
-            checks.append({"check": check, "value": f"{_pct(rel['value'])} % CI {_ci(rel['ci95'])} of {rel['n']}",
-                           "holds": rel["value"] <= t.relation_claims_false})
-        else:
-            checks.append({"check": check, "value": "not measured: the captions make no relation claim",
-                           "holds": False})
+        for check, claims, value, holds, missing in (
+                (f"captions naming a class in two phrases <= {100 * t.repeats_phrase:g} %",
+                 chair["claims"]["object"]["n"], f"{_pct(rep['value'])} % CI {_ci(rep['ci95'])}",
+                 rep["value"] <= t.repeats_phrase, "name no object"),
+                (f"false relation claims in captions <= {100 * t.relation_claims_false:g} %",
+                 rel["n"], f"{_pct(rel['value'])} % CI {_ci(rel['ci95'])} of {rel['n']}",
+                 rel["value"] <= t.relation_claims_false, "make no relation claim")):
+            checks.append({"check": check, "value": value if claims else f"not measured: the captions {missing}",
+                           "holds": bool(claims) and holds})
     return checks
 
 

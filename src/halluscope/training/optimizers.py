@@ -51,7 +51,10 @@ class Muon(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                state = self.state[p]
+                if "momentum_buffer" not in state:  # not setdefault: that would allocate zeros on every step
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - group["momentum"])
                 update = orthogonalise(p.grad.lerp(buf, group["momentum"]), group["ns_steps"])  # Nesterov
                 p.mul_(1 - group["lr"] * group["weight_decay"])
@@ -62,11 +65,12 @@ def split_for_muon(model: nn.Module, groups: list[dict[str, Any]]) -> list[dict[
     """Each group in two, its 2-D weight matrices (flagged "muon") and the rest; word and position embeddings
     and the output head (tied to the input embeddings or not) stay with the rest."""
     names = {id(p): n for n, p in model.named_parameters()}
+
+    def is_matrix(p: torch.Tensor) -> bool:
+        return p.ndim == 2 and not any(k in names.get(id(p), "") for k in ("embed", "lm_head"))
+
     out = []
     for group in groups:
-        def is_matrix(p: torch.Tensor) -> bool:
-            return p.ndim == 2 and not any(k in names.get(id(p), "") for k in ("embed", "lm_head"))
-
         out += [group | {"params": [p for p in group["params"] if is_matrix(p)], "muon": True},
                 group | {"params": [p for p in group["params"] if not is_matrix(p)], "muon": False}]
     return [g for g in out if g["params"]]
