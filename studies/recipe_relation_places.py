@@ -5,7 +5,7 @@ Continued training shows why (`verification_gap.py --kind relation_cot`): the mo
 place well and compares two places it has written, but does not fetch two and compare them in one step.
 Does the same hold when the model learns relations this way from the start? The library's questions stay as
 they are; this script replaces the training relation answers (`verification_gap.reason_relations`) and makes
-world-qa:relation generate its answers (10 tokens, read by POPE's parser, as for any free-text answer)
+world-qa:relation generate its answers (12 tokens, read by POPE's parser, as for any free-text answer)
 instead of scoring "yes" against "no", for its own run only, so its models must go to their own --out folder.
 
     python studies/recipe_relation_places.py --out runs/i19/places --seeds 0
@@ -15,6 +15,10 @@ and makes them stage 0's position targets (so it needs `--train position_targets
 trained to sit next to its class, colour, row and column words, as grounding models name a place by location
 tokens (Kosmos-2, PaliGemma), so that saying where an object is becomes copying a word from its token, as
 naming it is. Evaluate its places with `verification_gap.py --place-words own`.
+
+`--state-relation` puts the relation the two places make between them and the verdict ("one three , two one ,
+below , no"): every relation answer then shows the step from places to relation, where the verdict alone says only
+whether it is the asked one.
 
 Takes every option of recipe_seeds.py; its results file records this script's command line.
 """
@@ -54,6 +58,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--place-words", choices=sorted(verification_gap.PLACE_WORDS), default="numbers")
+    ap.add_argument("--state-relation", action="store_true")
     args, rest = ap.parse_known_args()
     verification_gap.use_place_words(args.place_words)
     if args.place_words == "own":
@@ -61,13 +66,13 @@ def main() -> None:
             ap.error("--place-words own makes the place words stage 0's position targets: add "
                      "--train position_targets=True")
         words_as_position_targets()
-    verification_gap.reason_relations(World)
+    verification_gap.reason_relations(World, args.state_relation)
     post_init = tasks_world.WorldQA.__post_init__
 
     def generate_relations(self) -> None:
         post_init(self)
         if self.kind == "relation":
-            self.mode, self.max_new_tokens = "generate", 10
+            self.mode, self.max_new_tokens = "generate", 12
 
     tasks_world.WorldQA.__post_init__ = generate_relations
     import recipe_seeds

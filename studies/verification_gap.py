@@ -31,7 +31,7 @@ over to relating two? Evaluated on the relation benchmark as always and on the p
 
 `--kind relation_cot` answers the relation yes/no question by first saying where both objects are: "Is the fork
 left of the cup?" -> "one three , two one , no". Each place is one fetch, and the comparison is then between
-words the model has just written. Evaluated by generating the answer (10 tokens) and reading it with POPE's
+words the model has just written. Evaluated by generating the answer (12 tokens) and reading it with POPE's
 parser, as the benchmark reads any free-text answer; the places the model wrote are scored too.
 
 `--position-table` adds a learned vector per row and per column to each visual token as it leaves the projector
@@ -86,11 +86,11 @@ def group(record: dict) -> str:
 def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool = False) -> dict:
     """Accuracy by group and form (yes/no, open) on the first `n_images` world-qa images of `kind`, answered and
     parsed by the benchmark itself (`WorldQA`), its records kept in `out`. `generate`: yes/no answers are
-    generated (10 tokens) and parsed instead of scored, and the places a relation answer states are scored."""
+    generated (12 tokens) and parsed instead of scored, and the places a relation answer states are scored."""
     from halluscope.runner import read_jsonl, run_benchmark
     from halluscope.tasks.world import WorldQA, read_qa_answers
 
-    task = WorldQA(world, kind, n_images=n_images, **({"mode": "generate", "max_new_tokens": 10} if generate else {}))
+    task = WorldQA(world, kind, n_images=n_images, **({"mode": "generate", "max_new_tokens": 12} if generate else {}))
     run_benchmark(task, adapter, out, batch_size=32, progress=False)
     raw = read_jsonl(out / f"world-qa_{kind}.jsonl")
     records = read_qa_answers(raw)
@@ -233,8 +233,13 @@ def add_position_questions(world_cls) -> None:
     world_cls.TRAIN_QUESTION_TYPES = (*world_cls.TRAIN_QUESTION_TYPES, "position")
 
 
-def reason_relations(world_cls) -> None:
-    """Make the training relation answers (train split only) state both places first: "one three , two one , no"."""
+def reason_relations(world_cls, state_relation: bool = False) -> None:
+    """Make the training relation answers (train split only) state both places first: "one three , two one , no";
+    `state_relation`: and then the relation the places make, before the verdict: "one three , two one , below ,
+    no", so that every answer teaches the step from two places to their relation, not only whether it is the
+    asked one."""
+    from halluscope.world.scene import relation
+
     question = world_cls.question
 
     def patched(self, scene, qtype, rng):
@@ -242,8 +247,9 @@ def reason_relations(world_cls) -> None:
         if qtype != "relation" or scene.split != "train" or q is None:
             return q
         first, b = q["question"].removeprefix("Is the ").removesuffix("?").split(" the ")  # "fork left of", "cup"
-        a = first.split()[0]
-        return q | {"answer": f"{place(single(scene, a))} , {place(single(scene, b))} , {q['answer']}"}
+        oa, ob = single(scene, first.split()[0]), single(scene, b)
+        steps = [place(oa), place(ob), *([relation(oa, ob)] if state_relation else []), q["answer"]]
+        return q | {"answer": " , ".join(steps)}
 
     world_cls.question = patched
 
@@ -317,6 +323,8 @@ def main() -> None:
     ap.add_argument("--n-images", type=int, default=150, help="world-qa images evaluated")
     ap.add_argument("--place-words", choices=sorted(PLACE_WORDS), default="numbers",
                     help="words of the places in position and relation_cot answers (own: the model must have them)")
+    ap.add_argument("--state-relation", action="store_true",
+                    help="relation_cot: training answers say the relation the two places make before the verdict")
     ap.add_argument("--position-table", action="store_true", help="add a learned row and column vector to each "
                     "visual token (evaluated before training with the table already in place)")
     args = ap.parse_args()
@@ -337,7 +345,7 @@ def main() -> None:
     if args.kind == "position":
         add_position_questions(World)
     if args.kind == "relation_cot":
-        reason_relations(World)
+        reason_relations(World, args.state_relation)
     if args.no_prior_pairs:  # wraps the open form too: its pairs come from the filtered `Scene.relations`
         train_on_pairs_without_prior(World)
     world, out = World(), Path(args.out)
@@ -381,7 +389,8 @@ def main() -> None:
         "kind": args.kind, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "share": args.share,
         "relation_share": args.relation_share, "full_mix": args.full_mix, "no_prior_pairs": args.no_prior_pairs,
-        "position_table": args.position_table, "place_words": args.place_words, "n_images": args.n_images,
+        "position_table": args.position_table, "state_relation": args.state_relation,
+        "place_words": args.place_words, "n_images": args.n_images,
         "train_seconds": round(time.time() - start, 1),
         "final_loss": log["loss"][-1], "before": before, "after": after,
     }, model_hash=model_hash(args.model))
