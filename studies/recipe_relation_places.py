@@ -5,7 +5,7 @@ Continued training shows why (`verification_gap.py --kind relation_cot`): the mo
 place well and compares two places it has written, but does not fetch two and compare them in one step.
 Does the same hold when the model learns relations this way from the start? The library's questions stay as
 they are; this script replaces the training relation answers (`verification_gap.reason_relations`) and makes
-world-qa:relation generate its answers (12 tokens, read by POPE's parser, as for any free-text answer)
+world-qa:relation generate its answers (16 tokens, read by POPE's parser, as for any free-text answer)
 instead of scoring "yes" against "no", for its own run only, so its models must go to their own --out folder.
 
     python studies/recipe_relation_places.py --out runs/i19/places --seeds 0
@@ -72,9 +72,10 @@ def main() -> None:
     def generate_relations(self) -> None:
         post_init(self)
         if self.kind == "relation":
-            self.mode, self.max_new_tokens = "generate", 12
+            self.mode = "generate"
 
     tasks_world.WorldQA.__post_init__ = generate_relations
+    verification_gap.answer_at_length()
     import recipe_seeds
 
     recipe_seeds.main(rest)

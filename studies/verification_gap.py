@@ -31,7 +31,7 @@ over to relating two? Evaluated on the relation benchmark as always and on the p
 
 `--kind relation_cot` answers the relation yes/no question by first saying where both objects are: "Is the fork
 left of the cup?" -> "one three , two one , no". Each place is one fetch, and the comparison is then between
-words the model has just written. Evaluated by generating the answer (12 tokens) and reading it with POPE's
+words the model has just written. Evaluated by generating the answer (16 tokens) and reading it with POPE's
 parser, as the benchmark reads any free-text answer; the places the model wrote are scored too.
 
 `--position-table` adds a learned vector per row and per column to each visual token as it leaves the projector
@@ -86,11 +86,13 @@ def group(record: dict) -> str:
 def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool = False) -> dict:
     """Accuracy by group and form (yes/no, open) on the first `n_images` world-qa images of `kind`, answered and
     parsed by the benchmark itself (`WorldQA`), its records kept in `out`. `generate`: yes/no answers are
-    generated (12 tokens) and parsed instead of scored, and the places a relation answer states are scored."""
+    generated (16 tokens) and parsed instead of scored, and the places a relation answer states are scored."""
     from halluscope.runner import read_jsonl, run_benchmark
     from halluscope.tasks.world import WorldQA, read_qa_answers
 
-    task = WorldQA(world, kind, n_images=n_images, **({"mode": "generate", "max_new_tokens": 12} if generate else {}))
+    if generate:
+        answer_at_length()
+    task = WorldQA(world, kind, n_images=n_images, **({"mode": "generate"} if generate else {}))
     run_benchmark(task, adapter, out, batch_size=32, progress=False)
     raw = read_jsonl(out / f"world-qa_{kind}.jsonl")
     records = read_qa_answers(raw)
@@ -106,6 +108,14 @@ def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool
                 rows.append(("verdict follows the stated places", group(r), follows))
         result |= tally(rows)
     return result
+
+
+def answer_at_length(tokens: int = 16) -> None:
+    """Let generated yes/no answers run to `tokens` tokens: the library stops them at a few, enough for "yes, it
+    is" but not for a chain that states places (and the relation) first."""
+    from halluscope.decoding import adapter
+
+    adapter.YES_NO_MAX_NEW_TOKENS = tokens
 
 
 def place(obj) -> str:
