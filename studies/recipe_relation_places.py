@@ -20,6 +20,12 @@ naming it is. Evaluate its places with `verification_gap.py --place-words own`.
 below , no"): every relation answer then shows the step from places to relation, where the verdict alone says only
 whether it is the asked one.
 
+`--caption-places` gives the detailed training captions the same step: each relation sentence comes after a
+sentence of the two objects' places ("one three , two four . the book is left of the pen ."), as grounded
+captions carry each object's location (Kosmos-2). The caption benchmarks read a place sentence as text outside the
+grammar: it makes no claims. `--caption-order class|interleaved` lists the captions' classes as
+`recipe_caption_order.py` does.
+
 Takes every option of recipe_seeds.py; its results file records this script's command line.
 """
 
@@ -53,13 +59,51 @@ def words_as_position_targets() -> None:
                                             self.logit_scale]
 
 
+def places_in_captions() -> None:
+    """Detailed captions (of every split: only the training ones are read) say the two places before each relation
+    sentence."""
+    from dataclasses import dataclass, field
+
+    import verification_gap
+    from halluscope.world import language
+
+    @dataclass
+    class Grounded(language.CaptionParts):
+        places: list[tuple[str, str]] = field(default_factory=list)
+
+        def render(self, style: str = "detailed") -> str:
+            if style != "detailed" or not self.relations:
+                return super().render(style)
+            listed = language.CaptionParts(self.scene_type, self.phrases).render(style)
+            steps = [f"{pa} , {pb} . {language.RELATION_SENTENCE.format(*r)}" for (pa, pb), r in
+                     zip(self.places, self.relations)]
+            return " ".join([listed, *steps])
+
+    parts_of = language.caption_parts
+
+    def grounded(scene, style: str = "detailed"):
+        parts = parts_of(scene, style)
+        places = [(verification_gap.place(verification_gap.single(scene, a)),
+                   verification_gap.place(verification_gap.single(scene, b))) for a, _, b in parts.relations]
+        return Grounded(parts.scene_type, parts.phrases, parts.relations, places)
+
+    language.caption_parts = grounded
+
+
 def main() -> None:
-    import verification_gap  # siblings: `python studies/X.py` puts studies/ on sys.path
+    import recipe_caption_order  # siblings: `python studies/X.py` puts studies/ on sys.path
+    import verification_gap
 
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--place-words", choices=sorted(verification_gap.PLACE_WORDS), default="numbers")
     ap.add_argument("--state-relation", action="store_true")
+    ap.add_argument("--caption-places", action="store_true")
+    ap.add_argument("--caption-order", choices=["reading", *recipe_caption_order.ORDERS], default="reading")
     args, rest = ap.parse_known_args()
+    if args.caption_order != "reading":
+        recipe_caption_order.use_caption_order(args.caption_order)
+    if args.caption_places:
+        places_in_captions()
     verification_gap.use_place_words(args.place_words)
     if args.place_words == "own":
         if "position_targets=True" not in " ".join(rest):
