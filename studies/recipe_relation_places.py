@@ -23,8 +23,10 @@ whether it is the asked one.
 `--caption-places` gives the detailed training captions the same step: each relation sentence comes after a
 sentence of the two objects' places ("one three , two four . the book is left of the pen ."), as grounded
 captions carry each object's location (Kosmos-2). The caption benchmarks read a place sentence as text outside the
-grammar: it makes no claims. `--caption-order class|interleaved` lists the captions' classes as
-`recipe_caption_order.py` does.
+grammar: it makes no claims. `--list-places` also says where each listed class's first object is ("a purple book
+in one three , two lamps in two one"): in reading order the places then rise along the list, a cursor that says
+what is listed and where the list ends (the claims' reader skips them; captions may run to 96 tokens).
+`--caption-order class|interleaved` lists the captions' classes as `recipe_caption_order.py` does.
 
 Takes every option of recipe_seeds.py; its results file records this script's command line.
 """
@@ -59,22 +61,28 @@ def words_as_position_targets() -> None:
                                             self.logit_scale]
 
 
-def places_in_captions() -> None:
+def places_in_captions(listed: bool = False) -> None:
     """Detailed captions (of every split: only the training ones are read) say the two places before each relation
-    sentence."""
+    sentence; `listed`: and the place of each listed class's first object."""
+    import dataclasses
     from dataclasses import dataclass, field
 
     import verification_gap
-    from halluscope.world import language
+    from halluscope.world import claims, language
 
     @dataclass
     class Grounded(language.CaptionParts):
         places: list[tuple[str, str]] = field(default_factory=list)
+        phrase_places: list[str] = field(default_factory=list)
 
         def render(self, style: str = "detailed") -> str:
-            if style != "detailed" or not self.relations:
+            if style != "detailed":
                 return super().render(style)
-            listed = language.CaptionParts(self.scene_type, self.phrases).render(style)
+            if self.phrase_places:
+                words = [f"{p.render()} in {where}" for p, where in zip(self.phrases, self.phrase_places)]
+                listed = language.DETAILED_SENTENCE.format(language.join_phrases(words))
+            else:
+                listed = language.CaptionParts(self.scene_type, self.phrases).render(style)
             steps = [f"{pa} , {pb} . {language.RELATION_SENTENCE.format(*r)}" for (pa, pb), r in
                      zip(self.places, self.relations)]
             return " ".join([listed, *steps])
@@ -85,9 +93,18 @@ def places_in_captions() -> None:
         parts = parts_of(scene, style)
         places = [(verification_gap.place(verification_gap.single(scene, a)),
                    verification_gap.place(verification_gap.single(scene, b))) for a, _, b in parts.relations]
-        return Grounded(parts.scene_type, parts.phrases, parts.relations, places)
+        firsts = [verification_gap.place(language.objects_by_class(scene)[p.cls][0]) for p in parts.phrases]
+        return Grounded(parts.scene_type, parts.phrases, parts.relations, places,
+                        firsts if listed and style == "detailed" else [])
 
     language.caption_parts = grounded
+    if listed:
+        phrase = claims._phrase
+        claims._phrase = lambda chunk: phrase(chunk[:next((i for i, w in enumerate(chunk) if w[0] == "in"),
+                                                          len(chunk))])
+        request = tasks_world.WorldCHAIR.request
+        tasks_world.WorldCHAIR.request = lambda self, sample: dataclasses.replace(request(self, sample),
+                                                                                  max_new_tokens=96)
 
 
 def main() -> None:
@@ -98,12 +115,13 @@ def main() -> None:
     ap.add_argument("--place-words", choices=sorted(verification_gap.PLACE_WORDS), default="numbers")
     ap.add_argument("--state-relation", action="store_true")
     ap.add_argument("--caption-places", action="store_true")
+    ap.add_argument("--list-places", action="store_true")
     ap.add_argument("--caption-order", choices=["reading", *recipe_caption_order.ORDERS], default="reading")
     args, rest = ap.parse_known_args()
     if args.caption_order != "reading":
         recipe_caption_order.use_caption_order(args.caption_order)
-    if args.caption_places:
-        places_in_captions()
+    if args.caption_places or args.list_places:
+        places_in_captions(listed=args.list_places)
     verification_gap.use_place_words(args.place_words)
     if args.place_words == "own":
         if "position_targets=True" not in " ".join(rest):
