@@ -93,9 +93,9 @@ def places_in_captions(listed: bool = False) -> None:
         parts = parts_of(scene, style)
         places = [(verification_gap.place(verification_gap.single(scene, a)),
                    verification_gap.place(verification_gap.single(scene, b))) for a, _, b in parts.relations]
-        firsts = [verification_gap.place(language.objects_by_class(scene)[p.cls][0]) for p in parts.phrases]
-        return Grounded(parts.scene_type, parts.phrases, parts.relations, places,
-                        firsts if listed and style == "detailed" else [])
+        firsts = ([verification_gap.place(language.objects_by_class(scene)[p.cls][0]) for p in parts.phrases]
+                  if listed and style == "detailed" else [])
+        return Grounded(parts.scene_type, parts.phrases, parts.relations, places, firsts)
 
     language.caption_parts = grounded
     if listed:

@@ -111,8 +111,8 @@ def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool
 
 
 def answer_at_length(tokens: int = 16) -> None:
-    """Let generated yes/no answers run to `tokens` tokens: the library stops them at a few, enough for "yes, it
-    is" but not for a chain that states places (and the relation) first."""
+    """Let generated yes/no answers run to `tokens` tokens: the library stops them at 8 (`YES_NO_MAX_NEW_TOKENS`),
+    enough for "yes, it is" and for places and verdict (7), not for places, relation and verdict (10)."""
     from halluscope.decoding import adapter
 
     adapter.YES_NO_MAX_NEW_TOKENS = tokens
