@@ -13,7 +13,8 @@ classes POPE needs hold most of their scene already, so most of its negatives co
 
     python studies/pope_negatives.py runs/i19/combo/eval/s1 runs/i19/cand32/eval/s1 ...
 
-The images are the default world's test split (the runs must have been evaluated on it). Writes
+The images are the default world's test split (the runs must have been evaluated on it; `--merged-scenes`: the
+world of `recipe_relation_places.py --merged-scenes`). Writes
 studies/results/pope_negatives/<date>_<sha>.json with its provenance.
 """
 
@@ -50,10 +51,15 @@ def negatives(path: Path, world) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="folders holding world-pope_random.jsonl and world-pope_adversarial.jsonl")
+    ap.add_argument("--merged-scenes", action="store_true", help="the runs' world has the two merged scene types")
     args = ap.parse_args()
     from _provenance import write_result
     from halluscope import World
 
+    if args.merged_scenes:
+        from recipe_relation_places import merge_scenes
+
+        merge_scenes()
     world = World()
     result = {run: {split: negatives(Path(run) / f"world-pope_{split}.jsonl", world)
                     for split in ("random", "adversarial")} for run in args.runs}

@@ -66,6 +66,15 @@ def words_as_position_targets() -> None:
                                             self.logit_scale]
 
 
+def merge_scenes() -> None:
+    """The default world's scene types, for this process: kitchen with office ("home"), street with park
+    ("outdoors")."""
+    from halluscope.world import config
+
+    s = config.DEFAULT_SCENES  # WorldConfig's default factory reads the module's value when called
+    config.DEFAULT_SCENES = {"home": (*s["kitchen"], *s["office"]), "outdoors": (*s["street"], *s["park"])}
+
+
 def places_in_captions(listed: bool = False) -> None:
     """Detailed captions (of every split: only the training ones are read) say the two places before each relation
     sentence; `listed`: and the place of each listed class's first object."""
@@ -125,10 +134,7 @@ def main() -> None:
     ap.add_argument("--caption-order", choices=["reading", *recipe_caption_order.ORDERS], default="reading")
     args, rest = ap.parse_known_args()
     if args.merged_scenes:
-        from halluscope.world import config
-
-        s = config.DEFAULT_SCENES  # WorldConfig's default factory reads the module's value when called
-        config.DEFAULT_SCENES = {"home": (*s["kitchen"], *s["office"]), "outdoors": (*s["street"], *s["park"])}
+        merge_scenes()
     if args.caption_order != "reading":
         recipe_caption_order.use_caption_order(args.caption_order)
     if args.caption_places or args.list_places:
