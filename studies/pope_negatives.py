@@ -14,7 +14,7 @@ classes POPE needs hold most of their scene already, so most of its negatives co
     python studies/pope_negatives.py runs/i19/combo/eval/s1 runs/i19/cand32/eval/s1 ...
 
 The images are the default world's test split (the runs must have been evaluated on it; `--merged-scenes`: the
-world of `recipe_relation_places.py --merged-scenes`). Writes
+world of `recipe_relation_places.py --merged-scenes` / `--all-paired`). Writes
 studies/results/pope_negatives/<date>_<sha>.json with its provenance.
 """
 
@@ -52,6 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="folders holding world-pope_random.jsonl and world-pope_adversarial.jsonl")
     ap.add_argument("--merged-scenes", action="store_true", help="the runs' world has the two merged scene types")
+    ap.add_argument("--all-paired", action="store_true", help="the runs' world pairs every class")
     args = ap.parse_args()
     from _provenance import write_result
     from halluscope import World
@@ -60,6 +61,10 @@ def main() -> None:
         from recipe_relation_places import merge_scenes
 
         merge_scenes()
+    if args.all_paired:
+        from recipe_relation_places import pair_all
+
+        pair_all()
     world = World()
     result = {run: {split: negatives(Path(run) / f"world-pope_{split}.jsonl", world)
                     for split in ("random", "adversarial")} for run in args.runs}

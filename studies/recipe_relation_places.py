@@ -31,7 +31,8 @@ what is listed and where the list ends (the claims' reader skips them; captions 
 `--merged-scenes` trains and evaluates in a world of two scene types of eight classes each (kitchen with office,
 street with park; pairs and priors as they are), where an image of up to five objects holds under half of its
 scene: a test of whether POPE's adversarial split then finds co-occurring classes to ask about (in the default
-world three quarters of its negatives are classes of other scenes; `pope_negatives.py`).
+world three quarters of its negatives are classes of other scenes; `pope_negatives.py`). `--all-paired` adds
+pairs for the six classes without a partner (sign-lamp, tree-bench, phone-clock), so that every class has one.
 
 Takes every option of recipe_seeds.py; its results file records this script's command line.
 """
@@ -73,6 +74,20 @@ def merge_scenes() -> None:
 
     s = config.DEFAULT_SCENES  # WorldConfig's default factory reads the module's value when called
     config.DEFAULT_SCENES = {"home": (*s["kitchen"], *s["office"]), "outdoors": (*s["street"], *s["park"])}
+
+
+def pair_all() -> None:
+    """Worlds built in this process with the default pairs get three more, so that every class has a partner."""
+    from halluscope.world import config
+
+    post_init = config.WorldConfig.__post_init__
+
+    def paired(self) -> None:
+        if self.cooccurrence_pairs == config.DEFAULT_PAIRS:
+            self.cooccurrence_pairs = (*config.DEFAULT_PAIRS, ("sign", "lamp"), ("tree", "bench"), ("phone", "clock"))
+        post_init(self)
+
+    config.WorldConfig.__post_init__ = paired
 
 
 def places_in_captions(listed: bool = False) -> None:
@@ -131,10 +146,13 @@ def main() -> None:
     ap.add_argument("--caption-places", action="store_true")
     ap.add_argument("--list-places", action="store_true")
     ap.add_argument("--merged-scenes", action="store_true")
+    ap.add_argument("--all-paired", action="store_true")
     ap.add_argument("--caption-order", choices=["reading", *recipe_caption_order.ORDERS], default="reading")
     args, rest = ap.parse_known_args()
     if args.merged_scenes:
         merge_scenes()
+    if args.all_paired:
+        pair_all()
     if args.caption_order != "reading":
         recipe_caption_order.use_caption_order(args.caption_order)
     if args.caption_places or args.list_places:
