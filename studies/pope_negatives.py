@@ -13,8 +13,8 @@ classes POPE needs hold most of their scene already, so most of its negatives co
 
     python studies/pope_negatives.py runs/i19/combo/eval/s1 runs/i19/cand32/eval/s1 ...
 
-The images are the default world's test split (the runs must have been evaluated on it; `--merged-scenes`: the
-world of `recipe_relation_places.py --merged-scenes` / `--all-paired`). Writes
+The images are the default world's test split (the runs must have been evaluated on it), or that of the world
+`recipe_relation_places.py --merged-scenes` / `--all-paired` trains in, with the same flag. Writes
 studies/results/pope_negatives/<date>_<sha>.json with its provenance.
 """
 
@@ -29,7 +29,7 @@ KINDS = ("partner", "same scene", "other")
 
 
 def negatives(path: Path, world) -> dict:
-    partner = {a: b for pair in world.config.cooccurrence_pairs for a, b in (pair, pair[::-1])}
+    partner = world.config.partners()
     scene_of = {c: s for s, members in world.config.scenes.items() for c in members}
     asked, yes = Counter(), Counter()
     for line in path.open():
