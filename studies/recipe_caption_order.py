@@ -1,17 +1,18 @@
-"""Probe: `recipe_seeds.py` with the captions listing classes in one fixed order instead of the reading order of
-each class's first object.
+"""Probe: `recipe_seeds.py` with the captions listing classes in another order than the library's
+(`language.CAPTION_ORDER`: one class of each scene type in turn).
 
-The default model repeats a class phrase in about 3 of 10 detailed captions, which the grammar never does.
-In reading order, what to name next depends on the whole image (a class already named at its first object
-must be skipped when its second one comes up in the reading); in a fixed order it is the first class present
-after the one just named, a chain of existence checks, which the model does well (POPE-random about 95 %).
-`--order class` is the world's class list (fork, knife, cup, plate, car, ...: scene groups, so that the next
-class is usually a co-occurring one); `--order interleaved` takes one class of each scene type in turn (fork,
-car, tree, book, knife, bus, ...), so that the next class is usually not one the scene suggests.
-The library's grammar stays as it is; this script replaces `objects_by_class` (the grouping captions and their
-corrections list classes in) for its own run only, so its models must go to their own --out folder.
+In reading order (each class at its first object, row by row; the library's order until grammar 2) the model
+repeated a class phrase in about 3 of 10 detailed captions, which the grammar never does: what to name next
+depends on the whole image (a class already named at its first object must be skipped when its second one
+comes up in the reading). In a fixed order it is the first class present after the one just named, a chain of
+existence checks, which the model does well (POPE-random about 95 %). `--order class` is the world's class list
+(fork, knife, cup, plate, car, ...: scene groups, so that the next class is usually a co-occurring one);
+`--order interleaved` (the library's) takes one class of each scene type in turn (fork, car, tree, book, knife,
+bus, ...), so that the next class is usually not one the scene suggests. This script replaces `objects_by_class`
+(the grouping captions and their corrections list classes in) for its own run only, so its models must go to
+their own --out folder.
 
-    python studies/recipe_caption_order.py --out runs/i19/order --seeds 0 [--order interleaved]
+    python studies/recipe_caption_order.py --out runs/i19/order --seeds 0 [--order reading]
 
 Takes every option of recipe_seeds.py; its results file records this script's command line.
 """
@@ -25,11 +26,14 @@ from halluscope.world import CLASSES, language
 from halluscope.world.config import DEFAULT_SCENES
 
 
-ORDERS = ("class", "interleaved")
+ORDERS = ("reading", "class", "interleaved")
 
 
-def class_order(name: str) -> list[str]:
-    """The classes in the order `name`: the world's class list, or one class of each (default) scene type in turn."""
+def class_order(name: str) -> list[str] | None:
+    """The classes in the order `name`: None for reading order, the world's class list, or one class of each
+    (default) scene type in turn."""
+    if name == "reading":
+        return None
     if name == "class":
         return list(CLASSES)
     return [cls for turn in zip(*DEFAULT_SCENES.values()) for cls in turn]
@@ -38,19 +42,21 @@ def class_order(name: str) -> list[str]:
 def use_caption_order(name: str) -> None:
     """Captions (and their corrections) list classes in `class_order(name)`, for this process."""
     order = class_order(name)
-    reading_order = language.objects_by_class
+    by_class = language.objects_by_class
 
-    def fixed_order(scene):
-        groups = reading_order(scene)
+    def in_order(scene):
+        groups = by_class(scene)
+        if order is None:  # each class at its first object, row by row
+            return dict(sorted(groups.items(), key=lambda item: (item[1][0].row, item[1][0].col)))
         return {cls: groups[cls] for cls in order if cls in groups}
 
-    print("caption class order:", order, flush=True)
-    language.objects_by_class = hallucinate_world.objects_by_class = fixed_order
+    print("caption class order:", order or "reading", flush=True)
+    language.objects_by_class = hallucinate_world.objects_by_class = in_order
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--order", choices=ORDERS, default="class")
+    ap.add_argument("--order", choices=ORDERS, default="reading")
     args, rest = ap.parse_known_args()
     use_caption_order(args.order)
     import recipe_seeds  # a sibling: `python studies/X.py` puts studies/ on sys.path

@@ -1,32 +1,29 @@
-"""Probe: `recipe_seeds.py` with relation training answers that say where both objects are before the verdict:
-"Is the fork left of the cup?" -> "one three , two one , no" (row and column of each, one to four).
+"""Probe: `recipe_seeds.py` with the relation answers and the captions' places changed from the library's.
 
-Continued training shows why (`verification_gap.py --kind relation_cot`): the model fetches one named object's
-place well and compares two places it has written, but does not fetch two and compare them in one step.
-Does the same hold when the model learns relations this way from the start? The library's questions stay as
-they are; this script replaces the training relation answers (`verification_gap.reason_relations`) and makes
-world-qa:relation generate its answers (16 tokens, read by POPE's parser, as for any free-text answer)
-instead of scoring "yes" against "no", for its own run only, so its models must go to their own --out folder.
+Since grammar 2 (`language.GRAMMAR_VERSION`) the library trains relation answers that say where both objects
+are, then the relation those places make, then the verdict ("Is the fork left of the cup?" -> "one three , two
+one , below , no"; row and column, one to four), and detailed captions that say the two places before each
+relation sentence. Continued training showed why (`verification_gap.py --kind relation_cot`): the model fetches
+one named object's place well and compares two places it has written, but does not fetch two and compare them
+in one step. This script takes those pieces away one at a time, or adds more, for its own run only (so its models
+must go to their own --out folder):
 
-    python studies/recipe_relation_places.py --out runs/i19/places --seeds 0
+    python studies/recipe_relation_places.py --out runs/i19/places --seeds 0 --relation-answer places
 
-`--place-words own` writes places in words of their own ("row1 col3 , row2 col1 , no"), added to the vocabulary,
-and makes them stage 0's position targets (so it needs `--train position_targets=True`): each visual token is
-trained to sit next to its class, colour, row and column words, as grounding models name a place by location
-tokens (Kosmos-2, PaliGemma), so that saying where an object is becomes copying a word from its token, as
-naming it is. Evaluate its places with `verification_gap.py --place-words own`.
+`--relation-answer verdict|places|full`: "no" alone (the library's until grammar 2), places then verdict, or the
+library's places, relation and verdict. `--no-caption-places`: captions without the place sentences.
+`--caption-order reading|class|interleaved` lists the captions' classes as `recipe_caption_order.py` does
+(the library's: interleaved).
 
-`--state-relation` puts the relation the two places make between them and the verdict ("one three , two one ,
-below , no"): every relation answer then shows the step from places to relation, where the verdict alone says only
-whether it is the asked one.
+`--place-words own` writes places in words of their own ("row1 col3 , row2 col1 , ..."), added to the
+vocabulary, and makes them stage 0's position targets (so it needs `--train position_targets=True`, the
+default): each visual token is trained to sit next to its class, colour, row and column words, as grounding
+models name a place by location tokens (Kosmos-2, PaliGemma), so that saying where an object is becomes copying
+a word from its token, as naming it is. Evaluate its places with `verification_gap.py --place-words own`.
 
-`--caption-places` gives the detailed training captions the same step: each relation sentence comes after a
-sentence of the two objects' places ("one three , two four . the book is left of the pen ."), as grounded
-captions carry each object's location (Kosmos-2). The caption benchmarks read a place sentence as text outside the
-grammar: it makes no claims. `--list-places` also says where each listed class's first object is ("a purple book
-in one three , two lamps in two one"): in reading order the places then rise along the list, a cursor that says
-what is listed and where the list ends (the claims' reader skips them; captions may run to 96 tokens).
-`--caption-order class|interleaved` lists the captions' classes as `recipe_caption_order.py` does.
+`--list-places` also says where each listed class's first object is ("a purple book in one three , two lamps in
+two one"): in reading order the places then rise along the list, a cursor that says what is listed and where
+the list ends (the claims' reader skips them; captions may run to 96 tokens).
 
 `--merged-scenes` trains and evaluates in a world of two scene types of eight classes each (kitchen with office,
 street with park; pairs and priors as they are), where an image of up to five objects holds under half of its
@@ -34,7 +31,8 @@ scene: a test of whether POPE's adversarial split then finds co-occurring classe
 world three quarters of its negatives are classes of other scenes; `pope_negatives.py`). `--all-paired` adds
 pairs for the six classes without a partner (sign-lamp, tree-bench, phone-clock), so that every class has one.
 
-Takes every option of recipe_seeds.py; its results file records this script's command line.
+Takes every option of recipe_seeds.py; its results file records this script's command line. Runs before grammar
+2 (their commands with `--state-relation`, `--caption-places`) are reproduced at the commit their results name.
 """
 
 from __future__ import annotations
@@ -90,44 +88,49 @@ def pair_all() -> None:
     config.WorldConfig.__post_init__ = paired
 
 
-def places_in_captions(listed: bool = False) -> None:
-    """Detailed captions (of every split: only the training ones are read) say the two places before each relation
-    sentence; `listed`: and the place of each listed class's first object."""
-    import dataclasses
-    from dataclasses import dataclass, field
-
+def relation_answers(form: str) -> None:
+    """Training relation answers as `form`: "verdict" ("no"), "places" ("one three , two one , no") or "full"
+    (the library's)."""
     import verification_gap
+
+    if form == "full":
+        return
+    if form == "places":
+        verification_gap.reason_relations(World, state_relation=False)
+        return
+    question = World.question
+
+    def verdict_only(self, scene, qtype, rng):
+        q = question(self, scene, qtype, rng)
+        return q if qtype != "relation" or q is None else q | {"answer": q["answer"].rsplit(" , ", 1)[-1]}
+
+    World.question = verdict_only
+
+
+def caption_places(listed: bool = False, relations: bool = True) -> None:
+    """Detailed captions (of every split: only the training ones are read) without the place sentences before
+    relations (`relations` False); `listed`: with the place of each listed class's first object."""
+    import dataclasses
+
     from halluscope.world import claims, language
-
-    @dataclass
-    class Grounded(language.CaptionParts):
-        places: list[tuple[str, str]] = field(default_factory=list)
-        phrase_places: list[str] = field(default_factory=list)
-
-        def render(self, style: str = "detailed") -> str:
-            if style != "detailed":
-                return super().render(style)
-            if self.phrase_places:
-                words = [f"{p.render()} in {where}" for p, where in zip(self.phrases, self.phrase_places)]
-                listed = language.DETAILED_SENTENCE.format(language.join_phrases(words))
-            else:
-                listed = language.CaptionParts(self.scene_type, self.phrases).render(style)
-            steps = [f"{pa} , {pb} . {language.RELATION_SENTENCE.format(*r)}" for (pa, pb), r in
-                     zip(self.places, self.relations)]
-            return " ".join([listed, *steps])
 
     parts_of = language.caption_parts
 
     def grounded(scene, style: str = "detailed"):
         parts = parts_of(scene, style)
-        places = [(verification_gap.place(verification_gap.single(scene, a)),
-                   verification_gap.place(verification_gap.single(scene, b))) for a, _, b in parts.relations]
-        firsts = ([verification_gap.place(language.objects_by_class(scene)[p.cls][0]) for p in parts.phrases]
-                  if listed and style == "detailed" else [])
-        return Grounded(parts.scene_type, parts.phrases, parts.relations, places, firsts)
+        if not relations:
+            parts.places = {}
+        if listed and style == "detailed":
+            groups = language.objects_by_class(scene)
+            for p in parts.phrases:
+                p.cls_place = language.place(groups[p.cls][0])
+        return parts
 
     language.caption_parts = grounded
     if listed:
+        render = language.Phrase.render
+        language.Phrase.render = lambda self: (f"{render(self)} in {self.cls_place}" if hasattr(self, "cls_place")
+                                               else render(self))
         phrase = claims._phrase
         claims._phrase = lambda chunk: phrase(chunk[:next((i for i, w in enumerate(chunk) if w[0] == "in"),
                                                           len(chunk))])
@@ -141,38 +144,29 @@ def main() -> None:
     import verification_gap
 
     ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--relation-answer", choices=["verdict", "places", "full"], default="full")
+    ap.add_argument("--no-caption-places", action="store_true")
     ap.add_argument("--place-words", choices=sorted(verification_gap.PLACE_WORDS), default="numbers")
-    ap.add_argument("--state-relation", action="store_true")
-    ap.add_argument("--caption-places", action="store_true")
     ap.add_argument("--list-places", action="store_true")
     ap.add_argument("--merged-scenes", action="store_true")
     ap.add_argument("--all-paired", action="store_true")
-    ap.add_argument("--caption-order", choices=["reading", *recipe_caption_order.ORDERS], default="reading")
+    ap.add_argument("--caption-order", choices=recipe_caption_order.ORDERS, default="interleaved")
     args, rest = ap.parse_known_args()
     if args.merged_scenes:
         merge_scenes()
     if args.all_paired:
         pair_all()
-    if args.caption_order != "reading":
+    if args.caption_order != "interleaved":
         recipe_caption_order.use_caption_order(args.caption_order)
-    if args.caption_places or args.list_places:
-        places_in_captions(listed=args.list_places)
+    if args.no_caption_places or args.list_places:
+        caption_places(listed=args.list_places, relations=not args.no_caption_places)
     verification_gap.use_place_words(args.place_words)
     if args.place_words == "own":
-        if "position_targets=True" not in " ".join(rest):
-            ap.error("--place-words own makes the place words stage 0's position targets: add "
-                     "--train position_targets=True")
+        if "position_targets=False" in " ".join(rest):
+            ap.error("--place-words own makes the place words stage 0's position targets: drop "
+                     "--train position_targets=False")
         words_as_position_targets()
-    verification_gap.reason_relations(World, args.state_relation)
-    post_init = tasks_world.WorldQA.__post_init__
-
-    def generate_relations(self) -> None:
-        post_init(self)
-        if self.kind == "relation":
-            self.mode = "generate"
-
-    tasks_world.WorldQA.__post_init__ = generate_relations
-    verification_gap.answer_at_length()
+    relation_answers(args.relation_answer)
     import recipe_seeds
 
     recipe_seeds.main(rest)

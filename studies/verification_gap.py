@@ -72,9 +72,11 @@ def use_place_words(name: str) -> None:
     ROWS, COLUMNS = PLACE_WORDS[name]
     if name == "own":
         from halluscope import World
+        from halluscope.world import language
 
         vocabulary = World.vocabulary
         World.vocabulary = lambda self: sorted({*vocabulary(self), *ROWS, *COLUMNS})
+        language.place = place  # the library's relation answers and captions say places in them too
 
 
 def group(record: dict) -> str:
@@ -90,8 +92,6 @@ def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool
     from halluscope.runner import read_jsonl, run_benchmark
     from halluscope.tasks.world import WorldQA, read_qa_answers
 
-    if generate:
-        answer_at_length()
     task = WorldQA(world, kind, n_images=n_images, **({"mode": "generate"} if generate else {}))
     run_benchmark(task, adapter, out, batch_size=32, progress=False)
     raw = read_jsonl(out / f"world-qa_{kind}.jsonl")
@@ -108,14 +108,6 @@ def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool
                 rows.append(("verdict follows the stated places", group(r), follows))
         result |= tally(rows)
     return result
-
-
-def answer_at_length(tokens: int = 16) -> None:
-    """Let generated yes/no answers run to `tokens` tokens: the library stops them at 8 (`YES_NO_MAX_NEW_TOKENS`),
-    enough for "yes, it is" and for places and verdict (7), not for places, relation and verdict (10)."""
-    from halluscope.decoding import adapter
-
-    adapter.YES_NO_MAX_NEW_TOKENS = tokens
 
 
 def place(obj) -> str:
@@ -246,8 +238,8 @@ def add_position_questions(world_cls) -> None:
 def reason_relations(world_cls, state_relation: bool = False) -> None:
     """Make the training relation answers (train split only) state both places first: "one three , two one , no";
     `state_relation`: and then the relation the places make, before the verdict: "one three , two one , below ,
-    no", so that every answer teaches the step from two places to their relation, not only whether it is the
-    asked one."""
+    no" (the library's answer since grammar 2), so that every answer teaches the step from two places to their
+    relation, not only whether it is the asked one. The verdict is the library answer's last word."""
     from halluscope.world.scene import relation
 
     question = world_cls.question
@@ -258,7 +250,8 @@ def reason_relations(world_cls, state_relation: bool = False) -> None:
             return q
         first, b = q["question"].removeprefix("Is the ").removesuffix("?").split(" the ")  # "fork left of", "cup"
         oa, ob = single(scene, first.split()[0]), single(scene, b)
-        steps = [place(oa), place(ob), *([relation(oa, ob)] if state_relation else []), q["answer"]]
+        verdict = q["answer"].rsplit(" , ", 1)[-1]
+        steps = [place(oa), place(ob), *([relation(oa, ob)] if state_relation else []), verdict]
         return q | {"answer": " , ".join(steps)}
 
     world_cls.question = patched
@@ -389,7 +382,8 @@ def main() -> None:
             qa_mix = {k: v * (1 - args.share) for k, v in TrainConfig().qa_mix.items()}
             qa_mix[YES_NO_TYPE[args.kind]] = qa_mix.get(YES_NO_TYPE[args.kind], 0) + args.share
         config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=20,
-                             weight_decay=args.weight_decay, seed=1, task_mix=task_mix, qa_mix=qa_mix)
+                             weight_decay=args.weight_decay, seed=1, task_mix=task_mix, qa_mix=qa_mix,
+                             optimizer="adamw")  # as every continued run of this study has been
         log = InstructionTrainer(adapter.model, adapter.processor, world, config, out / "stages",
                                  progress=False).train()
         adapter.model.eval()

@@ -90,6 +90,19 @@ def test_lenient_parsing_keeps_what_it_can_read():
     assert parse_claims("").claims == [] and parse_claims("..").claims == []
 
 
+def test_place_sentences_are_read_as_grammar_that_claims_nothing():
+    """The places said before a relation ("one three , four two .") are the model's working: no claim, and not
+    text outside the grammar; the relation after them is claimed as without them."""
+    plain = "the image shows a fork and a cup. the fork is above the cup."
+    placed = "the image shows a fork and a cup. one one , two one. the fork is above the cup."
+    a, b = parse_claims(plain), parse_claims(placed)
+    assert b.unparsed == [] and [(c.kind, c.text) for c in a.claims] == [(c.kind, c.text) for c in b.claims]
+    assert placed[slice(*next(c for c in b.claims if c.kind == "relation").span)] == "the fork is above the cup"
+    # a place sentence with a word that is not a place is outside the grammar
+    assert [placed.replace("one one", "one nine")[s:e] for s, e in
+            parse_claims(placed.replace("one one", "one nine")).unparsed] == ["one nine , two one"]
+
+
 def test_prior_and_bias_breaking_marks():
     world = World()
     scene = Scene("test-000001", "test", 1, "park", [obj("tree", "blue", 0, 0), obj("dog", "red", 1, 1)], 0.0,

@@ -18,8 +18,12 @@ from halluscope.world import NUMBERS, PLURALS, caption_parts, parse_world_captio
 SINGULAR = {p: c for c, p in PLURALS.items()} | {c: c for c in PLURALS}
 
 
+PLACE = r"(?:one|two|three|four) (?:one|two|three|four)"
+
+
 def read_caption(text):
-    """(mentions [(n, small, color, cls)], relations [(a, rel, b)]) of a world caption."""
+    """(mentions [(n, small, color, cls)], relations [(a, rel, b)], places {(a, b): (place of a, place of b)}) of
+    a world caption; a place sentence ("one three , four two") goes with the relation sentence after it."""
     sentences = [s.strip() for s in text.split(".") if s.strip()]
     head = re.fullmatch(r"the image shows (.+)", sentences[0]) or re.fullmatch(r"an? \w+ scene with (.+)", sentences[0])
     mentions = []
@@ -30,15 +34,23 @@ def read_caption(text):
         color = next((w for w in adjectives if w != "small"), None)
         mentions.append((n, "small" in adjectives, color, SINGULAR[words[-1]]))
     sentence = r"the (\w+) is (left of|right of|above|below) the (\w+)"
-    relations = [re.fullmatch(sentence, s).groups() for s in sentences[1:]]
-    return mentions, relations
+    relations, places, said = [], {}, None
+    for s in sentences[1:]:
+        if where := re.fullmatch(f"({PLACE}) , ({PLACE})", s):
+            said = where.groups()
+            continue
+        a, r, b = re.fullmatch(sentence, s).groups()
+        relations.append((a, r, b))
+        if said:
+            places[a, b], said = said, None
+    return mentions, relations, places
 
 
 def errors(scene, text):
     """What `text` says that the scene contradicts."""
     counts = scene.counts()
     truth_relations = {(a, b): r for a, r, b in scene.relations()}
-    mentions, relations = read_caption(text)
+    mentions, relations, places = read_caption(text)
     out = set()
     for n, small, color, cls in mentions:
         objs = [o for o in scene.objects if o.cls == cls]
@@ -54,6 +66,12 @@ def errors(scene, text):
     for a, r, b in relations:
         if a in counts and b in counts and truth_relations.get((a, b)) != r:
             out.add(("relation", a, b))
+    numbers = ["one", "two", "three", "four"]
+    for (a, b), said in places.items():
+        if counts.get(a) == 1 and counts.get(b) == 1:
+            at = [next(f"{numbers[o.row]} {numbers[o.col]}" for o in scene.objects if o.cls == c) for c in (a, b)]
+            if list(said) != at:
+                out.add(("place", a, b))
     return out
 
 
@@ -120,7 +138,9 @@ def test_the_grammar_reads_back_what_it_writes(world, style):
             mirrors += 1
     assert mirrors > 400
     for text in ("the image shows a red", "the image shows a fork", "a kitchen scene with a fork. the fork is above "
-                 "the knife.", "the image shows two fork.", "the image shows a red blue fork.", "a fork."):
+                 "the knife.", "the image shows two fork.", "the image shows a red blue fork.", "a fork.",
+                 "the image shows a fork and a cup. one two , three four.",
+                 "a kitchen scene with a fork and a cup. one two , three four. the fork is above the cup."):
         assert parse_world_caption(text) is None, text
     with pytest.raises(ValueError, match="caption style"):
         caption_parts(world.scene("test", 0), "long")

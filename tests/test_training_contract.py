@@ -115,7 +115,7 @@ def part(name: str) -> str:
     """The part of a trainer's module a state-dict entry belongs to."""
     if "lora_" in name:
         return "lora"
-    if name.startswith("heads.") or name in ("empty", "logit_scale"):
+    if name.startswith("heads.") or name in ("empty", "logit_scale", "positions"):
         return "heads"
     if "multi_modal_projector" in name:
         return "projector"

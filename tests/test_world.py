@@ -65,11 +65,16 @@ def test_captions_match_ground_truth(world):
         for cls, n in t.counts().items():
             if n > 1:
                 assert f"{NUMBERS[n]} " in cap and PLURALS[cls] in cap
-        for sentence in cap.split(". ")[1:]:
+        sentences = cap.split(". ")[1:]
+        assert len(sentences) % 2 == 0  # each relation sentence after the sentence of its two places
+        numbers = ["one", "two", "three", "four"]
+        for where, sentence in zip(sentences[::2], sentences[1::2]):
             a, rel, b = sentence.removeprefix("the ").rstrip(".").split(" is ")[0], None, None
             rel_b = sentence.rstrip(".").split(" is ")[1]
             rel, b = rel_b.rsplit(" the ", 1)
             assert (a, rel, b) in t.relations(), (sentence, t.relations())
+            oa, ob = (next(o for o in t.objects if o.cls == c) for c in (a, b))
+            assert where == f"{numbers[oa.row]} {numbers[oa.col]} , {numbers[ob.row]} {numbers[ob.col]}", cap
 
 
 def test_questions_have_exact_answers(world):

@@ -412,6 +412,7 @@ class WorldRewriter:
                 old = (c.cls, rel, other)
                 if v.action == "fix":
                     parts.relations = [(c.cls, v.fix[0], other) if r == old else r for r in parts.relations]
+                    parts.places.pop((c.cls, other), None)  # the places the wrong relation was read from
                     edit["to"] = v.fix[0]
                 else:
                     parts.relations = [r for r in parts.relations if r != old]

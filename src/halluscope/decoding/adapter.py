@@ -25,8 +25,9 @@ from .registry import get_method
 
 YES_WORDS = ["yes", "Yes", "YES", " yes", " Yes"]
 NO_WORDS = ["no", "No", "NO", " no", " No"]
-# A yes/no answer by generation is a word, maybe punctuation, then EOS: a few tokens suffice.
-YES_NO_MAX_NEW_TOKENS = 8
+# A yes/no answer by generation is a word, maybe a short sentence ("Yes, there is."), then EOS; the built-in
+# model's relation answers say two places and a relation first ("one three , two one , below , no": 10 words).
+YES_NO_MAX_NEW_TOKENS = 16
 
 
 class VLMAdapter(VLMBase):

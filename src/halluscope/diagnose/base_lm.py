@@ -78,7 +78,9 @@ def base_lm_recipe(world: World, config: BaseLMConfig, tiny_config=None) -> dict
     from ..models.tiny import TinyConfig
     from ..training.sft import TrainConfig
 
-    return {"kind": "base-lm", "world_seed": world.seed, "world": world.config.to_dict(),
+    from ..world.language import GRAMMAR_VERSION
+
+    return {"kind": "base-lm", "world_seed": world.seed, "world": world.config.to_dict(), "grammar": GRAMMAR_VERSION,
             "model": (tiny_config or TinyConfig()).recipe(), "base": config.to_dict(),
             "data": TrainConfig().recipe()}
 

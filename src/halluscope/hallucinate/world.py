@@ -14,7 +14,7 @@ import numpy as np
 
 from ..world import (
     CLASSES, COLORS, NUMBERS, CaptionParts, Phrase, Scene, World, caption_parts, objects_by_class,
-    parse_world_caption, relation,
+    parse_world_caption, place, relation,
 )
 from .base import Hallucination, as_rng, check_kinds, pick
 
@@ -72,6 +72,7 @@ def _swap_object(world, parts, present, rng, style):
     old = parts.phrases[i].cls
     parts.phrases[i].cls = new
     parts.relations = [(new if a == old else a, r, new if b == old else b) for a, r, b in parts.relations]
+    parts.places = {(new if a == old else a, new if b == old else b): p for (a, b), p in parts.places.items()}
     return new, (old, new)
 
 
@@ -167,12 +168,15 @@ def world_correction(scene: Scene, caption: str) -> tuple[str, str] | None:
         phrases.append(p)
     if not phrases:  # nothing true was said: the truth is the minimal correction
         return rejected, World.caption(scene, style)
-    relations = []
+    relations, places = [], {}
     for a, _, b in parts.relations:
         a, b = renamed.get(a, a), renamed.get(b, b)
         if a in groups and b in groups and a != b and len(groups[a]) == 1 and len(groups[b]) == 1:
-            relations.append((a, relation(groups[a][0], groups[b][0]), b))
-    return rejected, CaptionParts(parts.scene_type or scene.scene_type, phrases, relations).render(style)
+            oa, ob = groups[a][0], groups[b][0]
+            relations.append((a, relation(oa, ob), b))
+            if parts.places:  # the caption said places: the correction says the true ones
+                places[a, b] = (place(oa), place(ob))
+    return rejected, CaptionParts(parts.scene_type or scene.scene_type, phrases, relations, places).render(style)
 
 
 __all__ = ["OPPOSITE", "cooccurring", "world_correction", "world_hallucinations"]

@@ -323,7 +323,10 @@ class WorldQA(TaskBase):
     world: World
     kind: str = "existence"
     n_images: int = 500
-    mode: str = "score"  # yes/no questions: "score" (yes vs no log-probability) or "generate"
+    # yes/no questions: "score" (yes vs no log-probability) or "generate". Relation questions are always
+    # generated: the built-in model answers them with both places and their relation before the verdict
+    # (language.RELATION_ANSWER), which POPE's parser reads like any free-text answer.
+    mode: str = "score"
     max_new_tokens: int = 4  # open questions: a colour or number word
 
     def __post_init__(self) -> None:
@@ -339,7 +342,7 @@ class WorldQA(TaskBase):
 
     def request(self, sample: dict[str, Any]) -> Request:
         if sample["form"] == "yes_no":
-            return yes_no(sample["text"], self.mode)
+            return yes_no(sample["text"], "generate" if self.kind == "relation" else self.mode)
         return generate(sample["text"], self.max_new_tokens)
 
     def record(self, sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:

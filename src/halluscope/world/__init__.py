@@ -26,7 +26,7 @@ from .config import CELL, GRID, IMAGE_SIZE, WorldConfig
 from .glyphs import CLASSES, COLORS, PLURALS
 from .language import (
     CAPTION_PROMPTS, CAPTION_STYLES, NUMBERS, POPE_TEMPLATE, QUESTION_TEMPLATES, CaptionParts, Phrase, article,
-    caption_parts, join_phrases, noun_phrase, objects_by_class, parse_world_caption, tokenize_words,
+    caption_parts, join_phrases, noun_phrase, objects_by_class, parse_world_caption, place, tokenize_words,
 )
 from .pope import POPE_SPLITS
 from .qa import QA_KINDS
@@ -38,5 +38,5 @@ __all__ = [
     "POPE_SPLITS", "POPE_TEMPLATE",
     "QA_KINDS", "QUESTION_TEMPLATES", "RELATIONS", "SPLITS", "CaptionParts", "Phrase", "Sample",
     "Scene", "World", "WorldConfig", "WorldObject", "article", "caption_parts", "join_phrases", "noun_phrase",
-    "objects_by_class", "parse_world_caption", "relation", "tokenize_words",
+    "objects_by_class", "parse_world_caption", "place", "relation", "tokenize_words",
 ]

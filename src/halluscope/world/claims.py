@@ -12,7 +12,8 @@ A caption of the world's grammar (`language`) makes four kinds of claims:
   a repeat, the whole repeated phrase;
 - relation: a sentence "the A is REL the B."; true when an object of A is REL an object of B
   (`scene.relation`). A class related to itself is false whatever the scene ("self"), and so is a
-  relation with an absent class ("absent").
+  relation with an absent class ("absent"). The sentence of the two objects' places before it ("one three ,
+  four two .") is the model's working, not a claim.
 
 Attribute and count claims about a class that is not in the image are not made: the object claim
 already says it is false. Parsing is lenient: a sentence or phrase outside the grammar is skipped
@@ -27,7 +28,7 @@ from typing import Any
 
 from .config import WorldConfig
 from .glyphs import CLASSES, COLORS, PLURALS
-from .language import NUMBERS, word_spans
+from .language import NUMBERS, is_place_sentence, word_spans
 from .scene import RELATIONS, Scene, relation
 
 CLAIM_KINDS = ("object", "attribute", "count", "relation")
@@ -172,6 +173,8 @@ def parse_claims(caption: str) -> ParsedCaption:
             first_mention.setdefault(a, sa)
             first_mention.setdefault(b, sb)
             claims.append(Claim("relation", text(span), span, a, (r, b)))
+            continue
+        if is_place_sentence(words):  # where a relation's two objects are: said, not claimed
             continue
         if words[:3] == ["the", "image", "shows"]:
             listed = s[3:]

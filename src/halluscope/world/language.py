@@ -13,8 +13,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .config import DEFAULT_SCENES, GRID
 from .glyphs import CLASSES, COLORS, PLURALS
 from .scene import RELATIONS, Scene, WorldObject, relation
+
+# The version of the text the grammar writes, part of a cached built-in model's name (`zoo.tiny.tiny_recipe`): a
+# change to what captions or training answers say makes it 1 higher, so that no model trained on the old text is
+# loaded for the new. 2: places before relations, captions in CAPTION_ORDER, relation answers with places.
+GRAMMAR_VERSION = 2
 
 NUMBERS = ("zero", "one", "two", "three", "four", "five")
 CAPTION_STYLES = ("detailed", "short")
@@ -27,6 +33,21 @@ CAPTION_PROMPTS = {
 DETAILED_SENTENCE = "the image shows {}."  # the listed objects
 SHORT_SENTENCE = "{} {} scene with {}."  # article, scene type, the listed objects
 RELATION_SENTENCE = "the {} is {} the {}."  # a, relation, b
+PLACE_SENTENCE = "{} , {}."  # the places of a relation sentence's two objects, said just before it
+
+# A place is a cell of the image's grid, its row's number word then its column's ("one three": top row, third
+# column), as grounded captions give each object's location (Kosmos-2's location tokens): the built-in model says
+# where two objects are before it relates them, so that a relation is read off two places it has written rather
+# than fetched from two objects in one step, which the model does not do (docs/studies/tiny-recipe.md).
+PLACE_WORDS = ("one", "two", "three", "four")
+assert len(PLACE_WORDS) == GRID
+
+# The order captions list classes in: one class of each (default) scene type in turn (fork, car, tree, book,
+# knife, ...), so that the class named next is usually not one the scene suggests. In reading order (row by row)
+# the model must skip a class already named when its second object comes up, and repeated a phrase in about a
+# third of its captions; in scene order it inserts the class the scene suggests (docs/studies/tiny-recipe.md).
+CAPTION_ORDER = tuple(cls for turn in zip(*DEFAULT_SCENES.values()) for cls in turn)
+assert sorted(CAPTION_ORDER) == sorted(CLASSES)
 
 # Questions; the existence question is POPE's own.
 POPE_TEMPLATE = "Is there a {} in the image?"
@@ -44,6 +65,9 @@ YES_NO_TEMPLATES = {
     "count": "Are there {} {}?",  # number, plural
     "relation": QUESTION_TEMPLATES["relation"],  # a, relation, b
 }
+# The training answer to a relation question: both objects' places, the relation they make, then the verdict
+# ("one three , two one , below , no"); world-qa generates relation answers and reads the verdict off the end.
+RELATION_ANSWER = "{} , {} , {} , {}"  # place of a, place of b, their relation, yes/no
 
 
 # ---------------------------------------------------------------------------- words
@@ -55,6 +79,16 @@ def noun_phrase(cls: str, n: int, adjectives: Sequence[str] = ()) -> str:
     """'a small red fork', 'an orange ball', 'two cups'."""
     words = " ".join([*adjectives, PLURALS[cls] if n > 1 else cls])
     return f"{NUMBERS[n] if n > 1 else article(words)} {words}"
+
+
+def place(obj: WorldObject) -> str:
+    """The object's place: its row's and its column's number words ("one three")."""
+    return f"{PLACE_WORDS[obj.row]} {PLACE_WORDS[obj.col]}"
+
+
+def relation_answer(a: WorldObject, b: WorldObject, answer: str) -> str:
+    """The training answer to "Is the A r the B?" about objects `a` and `b`: places, relation, verdict."""
+    return RELATION_ANSWER.format(place(a), place(b), relation(a, b), answer)
 
 
 def join_phrases(items: Sequence[str]) -> str:
@@ -79,8 +113,8 @@ def vocabulary(scene_types: Iterable[str]) -> list[str]:
     """Every word the grammar can write, in captions, questions and answers (lower case)."""
     templates = [DETAILED_SENTENCE, SHORT_SENTENCE, RELATION_SENTENCE, *QUESTION_TEMPLATES.values(),
                  *YES_NO_TEMPLATES.values(), *CAPTION_PROMPTS.values()]
-    texts = [*templates, "a an small and ,", "yes no", *scene_types, *CLASSES, *PLURALS.values(), *COLORS, *NUMBERS,
-             *RELATIONS]
+    texts = [*templates, "a an small and ,", "yes no", *PLACE_WORDS, *scene_types, *CLASSES, *PLURALS.values(),
+             *COLORS, *NUMBERS, *RELATIONS]
     words: set[str] = set()
     for t in texts:
         words.update(tokenize_words(t.replace("{}", " ")))
@@ -103,19 +137,26 @@ class Phrase:
 
 @dataclass
 class CaptionParts:
-    """A world caption as data: the phrases in order and the relation sentences (a, relation, b).
-    `scene_type` is only said in the short style."""
+    """A world caption as data: the phrases in order and the relation sentences (a, relation, b), each
+    said after the sentence of its two objects' places where `places` has them ((a, b) -> (place of a, place
+    of b)). `scene_type` is only said in the short style."""
 
     scene_type: str
     phrases: list[Phrase]
     relations: list[tuple[str, str, str]] = field(default_factory=list)
+    places: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
     def render(self, style: str = "detailed") -> str:
         check_style(style)
         listed = join_phrases([p.render() for p in self.phrases]) if self.phrases else ""
         if style == "short":
             return SHORT_SENTENCE.format(article(self.scene_type), self.scene_type, listed)
-        return " ".join([DETAILED_SENTENCE.format(listed), *(RELATION_SENTENCE.format(*r) for r in self.relations)])
+        sentences = [DETAILED_SENTENCE.format(listed)]
+        for a, r, b in self.relations:
+            if (a, b) in self.places:
+                sentences.append(PLACE_SENTENCE.format(*self.places[a, b]))
+            sentences.append(RELATION_SENTENCE.format(a, r, b))
+        return " ".join(sentences)
 
 
 def check_style(style: str) -> None:
@@ -124,18 +165,18 @@ def check_style(style: str) -> None:
 
 
 def objects_by_class(scene: Scene) -> dict[str, list[WorldObject]]:
-    """The scene's objects grouped by class, the classes in reading order (row by row) of their
-    first object: the order captions list them in."""
+    """The scene's objects grouped by class, the classes in `CAPTION_ORDER` (the order captions list them in),
+    each class's objects in reading order (row by row)."""
     groups: dict[str, list[WorldObject]] = {}
     for o in sorted(scene.objects, key=lambda o: (o.row, o.col)):
         groups.setdefault(o.cls, []).append(o)
-    return groups
+    return {cls: groups[cls] for cls in CAPTION_ORDER if cls in groups}
 
 
 def caption_parts(scene: Scene, style: str = "detailed") -> CaptionParts:
-    """The true caption of `scene` as data. Objects are listed by class in reading order; the
+    """The true caption of `scene` as data. Objects are listed by class in `CAPTION_ORDER`; the
     detailed style adds "small" (when all of a class are small), the colour (when they share one)
-    and up to two relations, each between a single object and the next one."""
+    and up to two relations, each between a single object and the next one, each after its two places."""
     check_style(style)
     detailed = style == "detailed"
     groups = objects_by_class(scene)
@@ -144,11 +185,10 @@ def caption_parts(scene: Scene, style: str = "detailed") -> CaptionParts:
         colors = {o.color for o in objs}
         phrases.append(Phrase(cls, len(objs), small=detailed and all(o.size == "small" for o in objs),
                               color=next(iter(colors)) if detailed and len(colors) == 1 else None))
-    relations = []
-    if detailed:
-        singles = [cls for cls, g in groups.items() if len(g) == 1]
-        relations = [(a, relation(groups[a][0], groups[b][0]), b) for a, b in zip(singles, singles[1:3])]
-    return CaptionParts(scene.scene_type, phrases, relations)
+    singles = [g[0] for g in groups.values() if len(g) == 1] if detailed else []
+    pairs = list(zip(singles, singles[1:3]))
+    return CaptionParts(scene.scene_type, phrases, [(a.cls, relation(a, b), b.cls) for a, b in pairs],
+                        {(a.cls, b.cls): (place(a), place(b)) for a, b in pairs})
 
 
 # ---------------------------------------------------------------------------- reading a caption back
@@ -181,14 +221,27 @@ def parse_world_caption(text: str) -> tuple[CaptionParts, str] | None:
     phrases = _parse_list(listed)
     if phrases is None:
         return None
-    relations = []
+    relations, places, place_before = [], {}, None
     for s in sentences[1:]:
+        if style == "detailed" and place_before is None and is_place_sentence(s):
+            place_before = (" ".join(s[:2]), " ".join(s[3:]))
+            continue
         rel = " ".join(s[3:-2])
         if (style != "detailed" or len(s) < 6 or s[0] != "the" or s[2] != "is" or s[-2] != "the"
                 or rel not in RELATIONS or s[1] not in CLASSES or s[-1] not in CLASSES):
             return None
         relations.append((s[1], rel, s[-1]))
-    return CaptionParts(scene_type, phrases, relations), style
+        if place_before is not None:
+            places[s[1], s[-1]] = place_before
+            place_before = None
+    if place_before is not None:
+        return None  # a place sentence without its relation
+    return CaptionParts(scene_type, phrases, relations, places), style
+
+
+def is_place_sentence(words: Sequence[str]) -> bool:
+    """Whether a sentence's words (without its '.') are two places: "one three , four two"."""
+    return (len(words) == 5 and words[2] == "," and all(w in PLACE_WORDS for w in (*words[:2], *words[3:])))
 
 
 def _parse_list(words: list[str]) -> list[Phrase] | None:
@@ -216,8 +269,9 @@ def _parse_list(words: list[str]) -> list[Phrase] | None:
 
 
 __all__ = [
-    "CAPTION_PROMPTS", "CAPTION_STYLES", "DETAILED_SENTENCE", "NUMBERS", "POPE_TEMPLATE", "QUESTION_TEMPLATES",
-    "RELATION_SENTENCE", "SHORT_SENTENCE", "CaptionParts", "Phrase", "article", "caption_parts", "check_style",
-    "join_phrases", "noun_phrase", "objects_by_class", "parse_world_caption", "tokenize_words", "vocabulary",
-    "word_spans", "YES_NO_TEMPLATES",
+    "CAPTION_ORDER", "CAPTION_PROMPTS", "CAPTION_STYLES", "DETAILED_SENTENCE", "GRAMMAR_VERSION", "NUMBERS",
+    "PLACE_SENTENCE", "PLACE_WORDS", "POPE_TEMPLATE", "QUESTION_TEMPLATES", "RELATION_ANSWER", "RELATION_SENTENCE",
+    "SHORT_SENTENCE", "CaptionParts", "Phrase", "YES_NO_TEMPLATES", "article", "caption_parts", "check_style",
+    "is_place_sentence", "join_phrases", "noun_phrase", "objects_by_class", "parse_world_caption", "place",
+    "relation_answer", "tokenize_words", "vocabulary", "word_spans",
 ]

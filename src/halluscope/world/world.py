@@ -145,6 +145,9 @@ class World:
             answer = "yes"
             if rng.random() < 0.5:
                 rel, answer = self.wrong_relation(rel, rng), "no"
+            if scene.split == "train":  # trained to say both places and their relation first (RELATION_ANSWER)
+                objs = {o.cls: o for o in scene.objects}  # a and b appear once each
+                answer = language.relation_answer(objs[a], objs[b], answer)
             return {"type": qtype, "question": template.format(a, rel, b), "answer": answer}
         raise ValueError(f"unknown question type {qtype!r}; use one of {self.TRAIN_QUESTION_TYPES}")
 

@@ -30,6 +30,7 @@ from ..models.tiny import TinyConfig, build_model, build_processor
 from ..training.hacl import HACLConfig, HACLTrainer
 from ..training.sft import InstructionTrainer, TrainConfig, VisionPretrainer
 from ..world import World
+from ..world.language import GRAMMAR_VERSION
 
 
 def cache_dir() -> Path:
@@ -49,7 +50,7 @@ def tiny_recipe(world: World | None = None, train_config: TrainConfig | None = N
                 tiny_config: TinyConfig | None = None, hacl_config: HACLConfig | None = None) -> dict[str, Any]:
     """Everything the built-in model's weights depend on."""
     world, train_config = world or World(), train_config or TrainConfig()
-    recipe = {"world_seed": world.seed, "world": world.config.to_dict(),
+    recipe = {"world_seed": world.seed, "world": world.config.to_dict(), "grammar": GRAMMAR_VERSION,
               "model": (tiny_config or TinyConfig()).recipe(), "train": train_config.recipe()}
     hacl_config = hacl_config or connector_config(train_config)
     if hacl_config is not None:
