@@ -171,7 +171,9 @@ def test_self_check_on_the_micro_model(world, micro):
         for it in items:
             assert len(it.answers) == len(it.questions) and len(it.verdicts) == len(it.claims)
             assert all(a is not None for a in it.answers)
-            assert all(0 <= a.p_yes <= 1 for q, a in zip(it.questions, it.answers) if q.form == "yes_no")
+            # yes/no answers are scored, but relation questions generated and read (no p(yes))
+            assert all(0 <= a.p_yes <= 1 if q.kind != "relation" else (a.p_yes is None and a.text in ("yes", "no"))
+                       for q, a in zip(it.questions, it.answers) if q.form == "yes_no")
             assert parse_world_caption(it.corrected) is not None or it.corrected == "" or it.corrected == it.caption
             said = {key(c) for c in parse_claims(it.corrected).claims}
             for c, v in zip(it.claims, it.verdicts):  # a deleted claim is gone, unless another phrase says it
@@ -179,6 +181,7 @@ def test_self_check_on_the_micro_model(world, micro):
                     assert all(k[1] != c.cls for k in said)
             if spec.startswith("logiccheck"):
                 assert all(v.supported is None for c, v in zip(it.claims, it.verdicts) if c.kind != "object")
+        assert spec.startswith("logiccheck") or any(q.kind == "relation" for it in items for q in it.questions)
         calls = corrector.validator.model.calls
         assert calls["open"] > 0 and (spec.startswith("logiccheck") or calls["yes_no"] > 0)
     # batching across captions changes no answer

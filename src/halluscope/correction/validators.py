@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..metrics import parse_yes_no
 from .stages import Answer, Item, Question
 
 
@@ -21,9 +22,10 @@ def _chunks(items: list, size: int):
 
 class SelfValidator:
     """The VLM answers its own questions (`adapter`: a `VLMAdapter`). A yes/no answer's `p_yes` is
-    p(yes) / (p(yes) + p(no)) from the first-token log-probabilities under `method`; an open answer is the
-    generated text (at most `max_new_tokens` tokens), parsed by the verdict stage. `calls` counts the
-    questions asked, by form."""
+    p(yes) / (p(yes) + p(no)) from the first-token log-probabilities under `method`, except for relation
+    questions, which are generated and read by POPE's parser, as world-qa reads them (the built-in model says
+    both places and their relation before its verdict); an open answer is the generated text (at most
+    `max_new_tokens` tokens), parsed by the verdict stage. `calls` counts the questions asked, by form."""
 
     name = "self"
 
@@ -35,13 +37,18 @@ class SelfValidator:
 
     def answer(self, items: list[Item], questions: list[tuple[int, Question]]) -> list[Answer | None]:
         out: list[Answer | None] = [None] * len(questions)
-        for form in ("yes_no", "open"):
-            idx = [k for k, (_, q) in enumerate(questions) if q.form == form]
+        for form, relations in (("yes_no", False), ("yes_no", True), ("open", False)):
+            idx = [k for k, (_, q) in enumerate(questions)
+                   if q.form == form and (form == "open" or (q.kind == "relation") == relations)]
             for chunk in _chunks(idx, self.batch_size):
                 images = [items[questions[k][0]].image for k in chunk]
                 texts = [questions[k][1].text for k in chunk]
                 self.calls[form] += len(chunk)
-                if form == "yes_no":
+                if form == "yes_no" and questions[chunk[0]][1].kind == "relation":
+                    said = self.adapter.yes_no_texts(images, texts, method=self.method, **self.method_args)
+                    for k, text in zip(chunk, said):
+                        out[k] = Answer(parse_yes_no(text))
+                elif form == "yes_no":
                     lp = self.adapter.yes_no_logprobs(images, texts, method=self.method, **self.method_args).tolist()
                     for k, (y, n) in zip(chunk, lp):
                         p = 1.0 / (1.0 + math.exp(n - y)) if math.isfinite(y) or math.isfinite(n) else 0.5
