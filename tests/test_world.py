@@ -55,6 +55,13 @@ def _mentioned(caption):
     return {c for c in CLASSES if c in words or PLURALS[c] in words}
 
 
+def test_captions_list_every_class_in_one_order_and_say_places_in_words():
+    from halluscope.world.language import CAPTION_ORDER, PLACE_WORDS
+
+    assert sorted(CAPTION_ORDER) == sorted(CLASSES) and CAPTION_ORDER[:4] == ("fork", "car", "tree", "book")
+    assert PLACE_WORDS == ("one", "two", "three", "four") and len(PLACE_WORDS) == GRID
+
+
 def test_captions_match_ground_truth(world):
     for s in world.sample("test", 200):
         t = s.truth
