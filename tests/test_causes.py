@@ -157,8 +157,8 @@ def test_new_fields_at_their_defaults_leave_cached_model_names_alone():
     assert "connector" not in TinyConfig().recipe() and "image_size" not in TinyConfig().recipe()
     assert "caption_noise" not in TrainConfig().recipe()
     assert TinyConfig(connector="linear").recipe()["connector"] == "linear"
-    # grammar 2 (places before relations, captions in CAPTION_ORDER) and its recipe named every model anew
-    assert tiny_path(tiny_recipe()).name == "tiny-87fd5eec7090"
+    # grammar 3 (places before relations and counts, captions in CAPTION_ORDER) and its recipe named every model anew
+    assert tiny_path(tiny_recipe()).name == "tiny-bc825248b7a4"
 
 
 def test_mean_ci_and_verdicts():

@@ -171,8 +171,9 @@ def test_self_check_on_the_micro_model(world, micro):
         for it in items:
             assert len(it.answers) == len(it.questions) and len(it.verdicts) == len(it.claims)
             assert all(a is not None for a in it.answers)
-            # yes/no answers are scored, but relation questions generated and read (no p(yes))
-            assert all(0 <= a.p_yes <= 1 if q.kind != "relation" else (a.p_yes is None and a.text in ("yes", "no"))
+            # yes/no answers are scored, but relation and count questions generated and read (no p(yes))
+            assert all(0 <= a.p_yes <= 1 if q.kind not in ("relation", "count")
+                       else (a.p_yes is None and a.text in ("yes", "no"))
                        for q, a in zip(it.questions, it.answers) if q.form == "yes_no")
             assert parse_world_caption(it.corrected) is not None or it.corrected == "" or it.corrected == it.caption
             said = {key(c) for c in parse_claims(it.corrected).claims}

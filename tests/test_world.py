@@ -102,7 +102,8 @@ def test_questions_have_exact_answers(world):
 
 
 def test_yes_no_training_questions_are_balanced_and_exact(world):
-    """attribute_yes_no and count_yes_no ask world-qa's yes/no wording with the true value half the time."""
+    """attribute_yes_no and count_yes_no ask world-qa's yes/no wording with the true value half the time; a count
+    answer points at each object of the class first ("two three , four one , two , no")."""
     rng = np.random.default_rng(0)
     answers = {"attribute_yes_no": [], "count_yes_no": []}
     singular = {v: k for k, v in PLURALS.items()}
@@ -112,14 +113,18 @@ def test_yes_no_training_questions_are_balanced_and_exact(world):
             q = world.question(t, qtype, rng)
             if q is None:
                 continue
-            answers[qtype].append(q["answer"])
+            answers[qtype].append(q["answer"].split(" , ")[-1])
             words = q["question"].rstrip("?").split()
             if qtype == "attribute_yes_no":  # Is the fork red?
                 cls, color = words[2], words[3]
                 assert q["answer"] == ("yes" if next(o.color for o in t.objects if o.cls == cls) == color else "no")
             else:  # Is there one fork? / Are there two forks?
                 n, cls = NUMBERS.index(words[2]), singular.get(words[3], words[3])
-                assert q["answer"] == ("yes" if counts[cls] == n else "no")
+                *places, said, verdict = q["answer"].split(" , ")
+                numbers = ["one", "two", "three", "four"]
+                mine = sorted((o.row, o.col) for o in t.objects if o.cls == cls)  # reading order
+                assert places == [f"{numbers[r]} {numbers[c]}" for r, c in mine]
+                assert said == NUMBERS[counts[cls]] and verdict == ("yes" if counts[cls] == n else "no")
     for qtype, said in answers.items():
         assert len(said) > 100 and 0.4 < said.count("yes") / len(said) < 0.6, qtype
     assert {q["type"] for q in world.questions(world.scene("train", 0), rng)} <= set(World.QUESTION_TYPES)

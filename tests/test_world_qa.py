@@ -103,6 +103,9 @@ def test_open_answers_parse():
     assert parse_open_answer("attribute", "it is green .") == "green"
     assert parse_open_answer("count", "2") == "two" and parse_open_answer("count", "three forks") == "three"
     assert parse_open_answer("count", "") == ""
+    # a count's number is its last: the built-in model says the places of what it counts first
+    assert parse_open_answer("count", "two three , four one , two") == "two"
+    assert parse_open_answer("count", "four four , one") == "one" and parse_open_answer("count", "zero") == "zero"
 
 
 def _rescored(records, key):
@@ -143,26 +146,29 @@ def test_intervals_equal_rescoring(world, questions, kind):
         assert "open" not in out
 
 
-def test_relation_questions_are_generated_and_read_at_the_verdict(world):
-    """The built-in model answers a relation with places and relation first ("one three , two one , below , no"):
-    world-qa generates relation answers whatever its yes/no mode, long enough for the verdict, and POPE's parser
-    reads the verdict off them; training answers have that form, test questions keep their yes/no labels."""
+@pytest.mark.parametrize("qtype", ["relation", "count_yes_no"])
+def test_relation_and_count_questions_are_generated_and_read_at_the_verdict(world, qtype):
+    """The built-in model answers a relation with places and relation first ("one three , two one , below , no")
+    and a count with places and number first ("two three , four one , two , no"): world-qa generates those
+    answers whatever its yes/no mode, long enough for the verdict, and POPE's parser reads the verdict off them;
+    training answers have that form, test questions keep their yes/no labels."""
     from halluscope.decoding.adapter import YES_NO_MAX_NEW_TOKENS
     from halluscope.world import tokenize_words
 
-    for kind, mode in (("relation", "generate"), ("existence", "score")):
-        task = WorldQA(world, kind, n_images=2, mode="score")
+    kind = qtype.removesuffix("_yes_no")
+    for asked, mode in ((kind, "generate"), ("existence", "score")):
+        task = WorldQA(world, asked, n_images=2, mode="score")
         assert {task.request(q).mode for q in task.samples() if q["form"] == "yes_no"} == {mode}
     rng, trained = np.random.default_rng(0), []
     for i in range(200):
-        q = world.question(world.scene("train", i), "relation", rng)
+        q = world.question(world.scene("train", i), qtype, rng)
         if q is not None:
             trained.append(q["answer"])
             assert len(tokenize_words(q["answer"])) <= YES_NO_MAX_NEW_TOKENS
-    assert all(len(a.split(" , ")) == 4 and a.split(" , ")[-1] in ("yes", "no") for a in trained), trained[:3]
+    assert all(len(a.split(" , ")) >= 3 and a.split(" , ")[-1] in ("yes", "no") for a in trained), trained[:3]
     assert all(metrics.parse_yes_no(a) == a.split(" , ")[-1] for a in trained)
     assert {metrics.parse_yes_no(a) for a in trained} == {"yes", "no"}
-    test = [world.question(world.scene("test", i), "relation", rng) for i in range(20)]
+    test = [world.question(world.scene("test", i), qtype, rng) for i in range(20)]
     assert {q["answer"] for q in test if q} == {"yes", "no"}
 
 

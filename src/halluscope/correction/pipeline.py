@@ -52,7 +52,8 @@ class WoodpeckerConfig(Config):
         "help": "fix a refuted colour, number or relation from a short answer (else delete it)"})
     check_size: bool = field(default=True, metadata={"help": "also check 'small' claims ('Is the X small?')"})
     method: str = field(default="greedy", metadata={"help": "decoding method of the self-check's answers"})
-    max_new_tokens: int = field(default=4, metadata={"help": "tokens of a short answer (a colour or number)"})
+    max_new_tokens: int = field(default=16, metadata={
+        "help": "tokens of a short answer (a colour, or a number after the places of what it counts)"})
     batch_size: int = field(default=16, metadata={"help": "questions per forward pass"})
     detector: str | None = field(default=None, metadata={
         "help": "validator=detector: an OWLv2 / OWL-ViT model folder or hub id"})

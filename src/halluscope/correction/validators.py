@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from ..metrics import parse_yes_no
+from ..tasks.world import GENERATED_KINDS
 from .stages import Answer, Item, Question
 
 
@@ -22,29 +23,30 @@ def _chunks(items: list, size: int):
 
 class SelfValidator:
     """The VLM answers its own questions (`adapter`: a `VLMAdapter`). A yes/no answer's `p_yes` is
-    p(yes) / (p(yes) + p(no)) from the first-token log-probabilities under `method`, except for relation
+    p(yes) / (p(yes) + p(no)) from the first-token log-probabilities under `method`, except for relation and count
     questions, which are generated and read by POPE's parser, as world-qa reads them (the built-in model says
-    both places and their relation before its verdict); an open answer is the generated text (at most
-    `max_new_tokens` tokens), parsed by the verdict stage. `calls` counts the questions asked, by form."""
+    places, and a relation or a number, before its verdict: `tasks.world.GENERATED_KINDS`); an open answer is the
+    generated text (at most `max_new_tokens` tokens), parsed by the verdict stage. `calls` counts the questions
+    asked, by form."""
 
     name = "self"
 
     def __init__(self, adapter, method: str = "greedy", method_args: dict[str, Any] | None = None,
-                 batch_size: int = 16, max_new_tokens: int = 4) -> None:
+                 batch_size: int = 16, max_new_tokens: int = 16) -> None:
         self.adapter, self.method, self.method_args = adapter, method, dict(method_args or {})
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.calls = {"yes_no": 0, "open": 0}
 
     def answer(self, items: list[Item], questions: list[tuple[int, Question]]) -> list[Answer | None]:
         out: list[Answer | None] = [None] * len(questions)
-        for form, relations in (("yes_no", False), ("yes_no", True), ("open", False)):
+        for form, generated in (("yes_no", False), ("yes_no", True), ("open", False)):
             idx = [k for k, (_, q) in enumerate(questions)
-                   if q.form == form and (form == "open" or (q.kind == "relation") == relations)]
+                   if q.form == form and (form == "open" or (q.kind in GENERATED_KINDS) == generated)]
             for chunk in _chunks(idx, self.batch_size):
                 images = [items[questions[k][0]].image for k in chunk]
                 texts = [questions[k][1].text for k in chunk]
                 self.calls[form] += len(chunk)
-                if form == "yes_no" and questions[chunk[0]][1].kind == "relation":
+                if form == "yes_no" and questions[chunk[0]][1].kind in GENERATED_KINDS:
                     said = self.adapter.yes_no_texts(images, texts, method=self.method, **self.method_args)
                     for k, text in zip(chunk, said):
                         out[k] = Answer(parse_yes_no(text))

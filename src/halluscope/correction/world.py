@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..tasks.world import parse_open_answer as parse_open  # open answers read as world-qa reads them
 from ..world import (
-    COLORS, NUMBERS, PLURALS, QUESTION_TEMPLATES, RELATIONS, CaptionParts, Phrase, parse_world_caption, relation,
+    NUMBERS, PLURALS, QUESTION_TEMPLATES, RELATIONS, CaptionParts, Phrase, parse_world_caption, relation,
     tokenize_words,
 )
 from ..world.claims import Claim, parse_claims
@@ -28,16 +29,6 @@ from ..world.qa import count_question
 from .stages import Answer, Item, Question, Verdict
 
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-
-
-def parse_open(kind: str, text: str) -> str:
-    """The first colour word (attribute) or number word (count; digits read as words) of a short
-    answer, or "" where it has none (as world-qa reads open answers)."""
-    words = tokenize_words(text)
-    if kind == "count":
-        words = [NUMBERS[int(w)] if w.isdigit() and int(w) < len(NUMBERS) else w for w in words]
-    options = COLORS if kind == "attribute" else NUMBERS
-    return next((w for w in words if w in options), "")
 
 
 # ---------------------------------------------------------------------------- 1. extraction

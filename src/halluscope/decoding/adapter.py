@@ -26,8 +26,9 @@ from .registry import get_method
 YES_WORDS = ["yes", "Yes", "YES", " yes", " Yes"]
 NO_WORDS = ["no", "No", "NO", " no", " No"]
 # A yes/no answer by generation is a word, maybe a short sentence ("Yes, there is."), then EOS; the built-in
-# model's relation answers say two places and a relation first ("one three , two one , below , no": 10 words).
-YES_NO_MAX_NEW_TOKENS = 16
+# model's relation and count answers say places first ("one three , two one , below , no": 10 words; a count of
+# five: 18).
+YES_NO_MAX_NEW_TOKENS = 20
 
 
 class VLMAdapter(VLMBase):

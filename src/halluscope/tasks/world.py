@@ -305,13 +305,20 @@ def _error_ratio(subsets: dict[str, Any]) -> float | None:
 
 
 def parse_open_answer(kind: str, text: str) -> str:
-    """The first colour word (attribute) or number word (count; digits read as words) of an answer,
-    or "" where it has none."""
+    """The first colour word (attribute) or the last number word (count; digits read as words) of an answer,
+    or "" where it has none; a count's last, because the built-in model says the places of what it counts
+    before the number ("two three , four one , two")."""
     words = tokenize_words(text)
     if kind == "count":
-        words = [NUMBERS[int(w)] if w.isdigit() and int(w) < len(NUMBERS) else w for w in words]
+        words = [NUMBERS[int(w)] if w.isdigit() and int(w) < len(NUMBERS) else w for w in words][::-1]
     options = COLORS if kind == "attribute" else NUMBERS
     return next((w for w in words if w in options), "")
+
+
+# The kinds whose yes/no questions world-qa always answers by generation: the built-in model says places (and a
+# relation, or a number) before its verdict (language.RELATION_ANSWER, count_answer), so its first token's yes
+# and no scores say nothing; POPE's parser reads the verdict like any free-text answer.
+GENERATED_KINDS = ("relation", "count")
 
 
 @dataclass
@@ -323,11 +330,8 @@ class WorldQA(TaskBase):
     world: World
     kind: str = "existence"
     n_images: int = 500
-    # yes/no questions: "score" (yes vs no log-probability) or "generate". Relation questions are always
-    # generated: the built-in model answers them with both places and their relation before the verdict
-    # (language.RELATION_ANSWER), which POPE's parser reads like any free-text answer.
-    mode: str = "score"
-    max_new_tokens: int = 4  # open questions: a colour or number word
+    mode: str = "score"  # yes/no: "score" (yes vs no log-probability) or "generate" (always for GENERATED_KINDS)
+    max_new_tokens: int = 16  # open questions: a colour word, or places and a number
 
     def __post_init__(self) -> None:
         if self.kind not in QA_KINDS:
@@ -342,7 +346,7 @@ class WorldQA(TaskBase):
 
     def request(self, sample: dict[str, Any]) -> Request:
         if sample["form"] == "yes_no":
-            return yes_no(sample["text"], "generate" if self.kind == "relation" else self.mode)
+            return yes_no(sample["text"], "generate" if self.kind in GENERATED_KINDS else self.mode)
         return generate(sample["text"], self.max_new_tokens)
 
     def record(self, sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:

@@ -82,8 +82,8 @@ class TrainConfig(Config):
         metadata={"help": "share of training samples: detailed caption, short caption, QA conversation"},
     )
     qa_mix: dict[str, float] = field(
-        default_factory=lambda: {"existence": 0.35, "attribute": 0.05, "attribute_yes_no": 0.25, "count": 0.05,
-                                 "count_yes_no": 0.2, "relation": 0.1},
+        default_factory=lambda: {"existence": 0.3, "attribute": 0.05, "attribute_yes_no": 0.2, "count": 0.1,
+                                 "count_yes_no": 0.25, "relation": 0.1},
         metadata={"help": "question type -> share of the turns of a QA conversation; types: existence, attribute "
                           "(open colour), count (open number), relation (yes/no), attribute_yes_no, count_yes_no"},
     )

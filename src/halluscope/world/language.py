@@ -19,8 +19,9 @@ from .scene import RELATIONS, Scene, WorldObject, relation
 
 # The version of the text the grammar writes, part of a cached built-in model's name (`zoo.tiny.tiny_recipe`): a
 # change to what captions or training answers say makes it 1 higher, so that no model trained on the old text is
-# loaded for the new. 2: places before relations, captions in CAPTION_ORDER, relation answers with places.
-GRAMMAR_VERSION = 2
+# loaded for the new. 2: places before relations, captions in CAPTION_ORDER, relation answers with places; 3: count
+# answers with places.
+GRAMMAR_VERSION = 3
 
 NUMBERS = ("zero", "one", "two", "three", "four", "five")
 CAPTION_STYLES = ("detailed", "short")
@@ -66,6 +67,9 @@ YES_NO_TEMPLATES = {
 # The training answer to a relation question: both objects' places, the relation they make, then the verdict
 # ("one three , two one , below , no"); world-qa generates relation answers and reads the verdict off the end.
 RELATION_ANSWER = "{} , {} , {} , {}"  # place of a, place of b, their relation, yes/no
+# The training answer to a count question points before it counts: the place of each object of the class, the
+# number, then the verdict of a yes/no question ("two three , four one , two , no"; "zero" where there is none):
+# the model reads a lone lamp as the two lamps the prior expects unless it has said where each one is.
 
 
 # ---------------------------------------------------------------------------- words
@@ -87,6 +91,13 @@ def place(obj: WorldObject) -> str:
 def relation_answer(a: WorldObject, b: WorldObject, answer: str) -> str:
     """The training answer to "Is the A r the B?" about objects `a` and `b`: places, relation, verdict."""
     return RELATION_ANSWER.format(place(a), place(b), relation(a, b), answer)
+
+
+def count_answer(objs: Sequence[WorldObject], verdict: str | None = None) -> str:
+    """The training answer to a count question about `objs` (all the objects of the asked class): their places in
+    reading order, their number, and `verdict` for a yes/no question."""
+    steps = [place(o) for o in sorted(objs, key=lambda o: (o.row, o.col))] + [NUMBERS[len(objs)]]
+    return " , ".join(steps + ([verdict] if verdict else []))
 
 
 def join_phrases(items: Sequence[str]) -> str:
@@ -270,6 +281,7 @@ __all__ = [
     "CAPTION_ORDER", "CAPTION_PROMPTS", "CAPTION_STYLES", "DETAILED_SENTENCE", "GRAMMAR_VERSION", "NUMBERS",
     "PLACE_SENTENCE", "PLACE_WORDS", "POPE_TEMPLATE", "QUESTION_TEMPLATES", "RELATION_ANSWER", "RELATION_SENTENCE",
     "SHORT_SENTENCE", "CaptionParts", "Phrase", "YES_NO_TEMPLATES", "article", "caption_parts", "check_style",
+    "count_answer",
     "is_place_sentence", "join_phrases", "noun_phrase", "objects_by_class", "parse_world_caption", "place",
     "relation_answer", "tokenize_words", "vocabulary", "word_spans",
 ]

@@ -132,11 +132,16 @@ class World:
             if rng.random() < 0.5:
                 others = [m for m in range(1, max(qa.MAX_ASKED_COUNT, n + 1) + 1) if m != n]
                 n, answer = others[rng.integers(len(others))], "no"
+            if scene.split == "train":  # trained to point at each object first (language.count_answer)
+                answer = language.count_answer([o for o in scene.objects if o.cls == cls], answer)
             return {"type": qtype, "question": qa.count_question(cls, n), "answer": answer}
         if qtype == "count":
             pool = present if (not absent or rng.random() < 0.5) else absent
             cls = pool[rng.integers(len(pool))]
-            return {"type": qtype, "question": template.format(PLURALS[cls]), "answer": NUMBERS[counts.get(cls, 0)]}
+            answer = NUMBERS[counts.get(cls, 0)]
+            if scene.split == "train":
+                answer = language.count_answer([o for o in scene.objects if o.cls == cls])
+            return {"type": qtype, "question": template.format(PLURALS[cls]), "answer": answer}
         if qtype == "relation":
             rels = scene.relations()
             if not rels:
