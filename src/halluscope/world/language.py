@@ -67,9 +67,6 @@ YES_NO_TEMPLATES = {
 # The training answer to a relation question: both objects' places, the relation they make, then the verdict
 # ("one three , two one , below , no"); world-qa generates relation answers and reads the verdict off the end.
 RELATION_ANSWER = "{} , {} , {} , {}"  # place of a, place of b, their relation, yes/no
-# The training answer to a count question points before it counts: the place of each object of the class, the
-# number, then the verdict of a yes/no question ("two three , four one , two , no"; "zero" where there is none):
-# the model reads a lone lamp as the two lamps the prior expects unless it has said where each one is.
 
 
 # ---------------------------------------------------------------------------- words
@@ -94,8 +91,11 @@ def relation_answer(a: WorldObject, b: WorldObject, answer: str) -> str:
 
 
 def count_answer(objs: Sequence[WorldObject], verdict: str | None = None) -> str:
-    """The training answer to a count question about `objs` (all the objects of the asked class): their places in
-    reading order, their number, and `verdict` for a yes/no question."""
+    """The training answer to a count question about `objs` (all the objects of the asked class): it points before
+    it counts, their places in reading order, their number, and `verdict` for a yes/no question ("two three , four
+    one , two , no"; "zero" where there is none). Answering with the number alone, the model read a lone lamp as
+    the two the prior expects four times in five; pointing first, one to two times in five
+    (docs/studies/tiny-recipe.md)."""
     steps = [place(o) for o in sorted(objs, key=lambda o: (o.row, o.col))] + [NUMBERS[len(objs)]]
     return " , ".join(steps + ([verdict] if verdict else []))
 
