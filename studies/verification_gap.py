@@ -31,8 +31,9 @@ over to relating two? Evaluated on the relation benchmark as always and on the p
 
 `--kind relation_cot` answers the relation yes/no question by first saying where both objects are: "Is the fork
 left of the cup?" -> "one three , two one , no". Each place is one fetch, and the comparison is then between
-words the model has just written. Evaluated by generating the answer (16 tokens) and reading it with POPE's
-parser, as the benchmark reads any free-text answer; the places the model wrote are scored too.
+words the model has just written. Evaluated by generating the answer (up to the library's
+`YES_NO_MAX_NEW_TOKENS`) and reading it with POPE's parser, as the benchmark reads any free-text answer; the
+places the model wrote are scored too.
 
 `--position-table` adds a learned vector per row and per column to each visual token as it leaves the projector
 (initialised at random, at half the tokens' mean norm), so that where each token sits is plainly in the
@@ -88,7 +89,7 @@ def group(record: dict) -> str:
 def evaluate(adapter, world, kind: str, n_images: int, out: Path, generate: bool = False) -> dict:
     """Accuracy by group and form (yes/no, open) on the first `n_images` world-qa images of `kind`, answered and
     parsed by the benchmark itself (`WorldQA`), its records kept in `out`. `generate`: yes/no answers are
-    generated (16 tokens) and parsed instead of scored, and the places a relation answer states are scored."""
+    generated and parsed instead of scored, and the places a relation answer states are scored."""
     from halluscope.runner import read_jsonl, run_benchmark
     from halluscope.tasks.world import WorldQA, read_qa_answers
 
