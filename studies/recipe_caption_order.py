@@ -23,7 +23,6 @@ import argparse
 
 from halluscope.hallucinate import world as hallucinate_world
 from halluscope.world import CLASSES, language
-from halluscope.world.config import DEFAULT_SCENES
 
 
 ORDERS = ("reading", "class", "interleaved")
@@ -31,12 +30,12 @@ ORDERS = ("reading", "class", "interleaved")
 
 def class_order(name: str) -> list[str] | None:
     """The classes in the order `name`: None for reading order, the world's class list, or one class of each
-    (default) scene type in turn."""
+    (default) scene type in turn (the library's `CAPTION_ORDER`)."""
     if name == "reading":
         return None
     if name == "class":
         return list(CLASSES)
-    return [cls for turn in zip(*DEFAULT_SCENES.values()) for cls in turn]
+    return list(language.CAPTION_ORDER)
 
 
 def use_caption_order(name: str) -> None:

@@ -46,7 +46,7 @@ class SelfValidator:
                 images = [items[questions[k][0]].image for k in chunk]
                 texts = [questions[k][1].text for k in chunk]
                 self.calls[form] += len(chunk)
-                if form == "yes_no" and questions[chunk[0]][1].kind in GENERATED_KINDS:
+                if generated:
                     said = self.adapter.yes_no_texts(images, texts, method=self.method, **self.method_args)
                     for k, text in zip(chunk, said):
                         out[k] = Answer(parse_yes_no(text))

@@ -250,7 +250,7 @@ def parse_world_caption(text: str) -> tuple[CaptionParts, str] | None:
 
 def is_place_sentence(words: Sequence[str]) -> bool:
     """Whether a sentence's words (without its '.') are two places: "one three , four two"."""
-    return (len(words) == 5 and words[2] == "," and all(w in PLACE_WORDS for w in (*words[:2], *words[3:])))
+    return len(words) == 5 and words[2] == "," and all(w in PLACE_WORDS for w in (*words[:2], *words[3:]))
 
 
 def _parse_list(words: list[str]) -> list[Phrase] | None:
@@ -281,7 +281,6 @@ __all__ = [
     "CAPTION_ORDER", "CAPTION_PROMPTS", "CAPTION_STYLES", "DETAILED_SENTENCE", "GRAMMAR_VERSION", "NUMBERS",
     "PLACE_SENTENCE", "PLACE_WORDS", "POPE_TEMPLATE", "QUESTION_TEMPLATES", "RELATION_ANSWER", "RELATION_SENTENCE",
     "SHORT_SENTENCE", "CaptionParts", "Phrase", "YES_NO_TEMPLATES", "article", "caption_parts", "check_style",
-    "count_answer",
-    "is_place_sentence", "join_phrases", "noun_phrase", "objects_by_class", "parse_world_caption", "place",
-    "relation_answer", "tokenize_words", "vocabulary", "word_spans",
+    "count_answer", "is_place_sentence", "join_phrases", "noun_phrase", "objects_by_class", "parse_world_caption",
+    "place", "relation_answer", "tokenize_words", "vocabulary", "word_spans",
 ]
