@@ -25,6 +25,9 @@ a word from its token, as naming it is. Evaluate its places with `verification_g
 two one"): in reading order the places then rise along the list, a cursor that says what is listed and where
 the list ends (the claims' reader skips them; captions may run to 96 tokens).
 
+`--relation-pairs reading` relates the first single objects in reading order (the top-left one first) instead
+of the first ones the list names, so that a relation sentence starts from a place rather than from the list.
+
 `--merged-scenes` trains and evaluates in a world of two scene types of eight classes each (kitchen with office,
 street with park; pairs and priors as they are), where an image of up to five objects holds under half of its
 scene: a test of whether POPE's adversarial split then finds co-occurring classes to ask about (in the default
@@ -139,6 +142,27 @@ def caption_places(listed: bool = False, relations: bool = True) -> None:
                                                                                   max_new_tokens=96)
 
 
+def relation_pairs_by_place() -> None:
+    """Detailed captions relate the first single objects in reading order (row by row) instead of the first
+    ones the list names: the first place sentence starts at the image's top-left single object, so that the
+    objects related are found by place, not taken from the list (which may hold one the image does not)."""
+    from halluscope.world import language
+
+    parts_of = language.caption_parts
+
+    def by_place(scene, style: str = "detailed"):
+        parts = parts_of(scene, style)
+        if style == "detailed":
+            groups = language.objects_by_class(scene)
+            singles = sorted((g[0] for g in groups.values() if len(g) == 1), key=lambda o: (o.row, o.col))
+            pairs = list(zip(singles, singles[1:3]))
+            parts.relations = [(a.cls, language.relation(a, b), b.cls) for a, b in pairs]
+            parts.places = {(a.cls, b.cls): (language.place(a), language.place(b)) for a, b in pairs}
+        return parts
+
+    language.caption_parts = by_place
+
+
 def main() -> None:
     import recipe_caption_order  # siblings: `python studies/X.py` puts studies/ on sys.path
     import verification_gap
@@ -151,6 +175,7 @@ def main() -> None:
     ap.add_argument("--merged-scenes", action="store_true")
     ap.add_argument("--all-paired", action="store_true")
     ap.add_argument("--caption-order", choices=recipe_caption_order.ORDERS, default="interleaved")
+    ap.add_argument("--relation-pairs", choices=["list", "reading"], default="list")
     args, rest = ap.parse_known_args()
     if args.merged_scenes:
         merge_scenes()
@@ -160,6 +185,8 @@ def main() -> None:
         recipe_caption_order.use_caption_order(args.caption_order)
     if args.no_caption_places or args.list_places:
         caption_places(listed=args.list_places, relations=not args.no_caption_places)
+    if args.relation_pairs == "reading":
+        relation_pairs_by_place()
     verification_gap.use_place_words(args.place_words)
     if args.place_words == "own":
         if "position_targets=False" in " ".join(rest):
