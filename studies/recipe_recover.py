@@ -41,8 +41,10 @@ def imagined_class(scene, config, rng: np.random.Generator) -> str | None:
     return None
 
 
-def recovering_captions(prob: float) -> None:
-    """Training detailed captions (train split only) name an imagined class with probability `prob`, masked."""
+def recovering_captions(prob: float, leak: bool = False) -> None:
+    """Training detailed captions (train split only) name an imagined class with probability `prob`, masked.
+    `leak`: the list rendered with the imagined phrase as one of its own (the first runs), so that the comma or
+    "and" before it, which says that another object follows, carries loss."""
     from halluscope import World
     from halluscope.world import language
     from halluscope.world.config import WorldConfig
@@ -58,14 +60,27 @@ def recovering_captions(prob: float) -> None:
         cls = imagined_class(scene, config, rng) if rng.random() < prob else None
         if cls is None:
             return text
-        parts = language.caption_parts(scene, style)
         color = config.usual_color(cls) or list(COLORS)[int(rng.integers(len(COLORS)))]
-        added = language.Phrase(cls, 1, color=color)
+        added = language.Phrase(cls, 1, color=color).render()
+        if leak:
+            parts = language.caption_parts(scene, style)
+            rank = {c: i for i, c in enumerate(language.CAPTION_ORDER)}
+            parts.phrases = sorted([*parts.phrases, language.Phrase(cls, 1, color=color)], key=lambda p: rank[p.cls])
+            out = MaskedText(parts.render(style))
+            start = out.index(added)
+            out.masked = ((start, start + len(added)),)
+            return out
+        # The true caption's tokens, each trained as before, with the imagined phrase and one comma spliced in
+        # after the phrase before it in the class order (before the first phrase when none is).
+        phrases = language.caption_parts(scene, style).phrases
         rank = {c: i for i, c in enumerate(language.CAPTION_ORDER)}
-        parts.phrases = sorted([*parts.phrases, added], key=lambda p: rank[p.cls])
-        out = MaskedText(parts.render(style))
-        start = out.index(added.render())
-        out.masked = ((start, start + len(added.render())),)
+        before = [p for p in phrases if rank[p.cls] < rank[cls]]
+        at = len(language.DETAILED_SENTENCE.split("{}")[0])
+        for p in before:
+            at = text.index(p.render(), at) + len(p.render())
+        insert = f", {added}" if before else f"{added}, "
+        out = MaskedText(text[:at] + insert + text[at:])
+        out.masked = ((at, at + len(insert)),)
         return out
 
     World.caption = staticmethod(patched)
@@ -99,8 +114,9 @@ def masked_batches() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--recover-prob", type=float, default=0.3)
+    ap.add_argument("--leaky-mask", action="store_true", help="the first runs' masking (see recovering_captions)")
     args, rest = ap.parse_known_args()
-    recovering_captions(args.recover_prob)
+    recovering_captions(args.recover_prob, leak=args.leaky_mask)
     masked_batches()
     import recipe_seeds  # a sibling: `python studies/X.py` puts studies/ on sys.path
 
