@@ -12,6 +12,11 @@ the model's own kind of error (scheduled sampling), applied to the one error tha
 
     python studies/recipe_recover.py --out runs/i19/recover --seeds 0 [--recover-prob 0.3]
 
+The imagined phrase and its own comma are spliced into the true caption, so that every token with a loss is the
+true caption's; `--leaky-mask` renders it as one of the list's phrases instead, as the first runs did (1745f9e,
+27906ad), where the comma or "and" before it, trained, says that another object follows. Results:
+docs/studies/tiny-recipe.md, "Probes on grammar 3".
+
 Its models must go to their own --out folder. Takes every option of recipe_seeds.py; its results file records
 this script's command line.
 """
@@ -88,8 +93,6 @@ def recovering_captions(prob: float, leak: bool = False) -> None:
 
 def masked_batches() -> None:
     """The Batcher gives no loss to the tokens of an answer's masked spans."""
-    import torch
-
     from halluscope.training import sft
 
     call = sft.Batcher.__call__
@@ -105,7 +108,6 @@ def masked_batches() -> None:
                     if any(s < me and e > ms for ms, me in getattr(answer, "masked", ())):
                         batch["labels"][row, at + k] = -100
                 at += len(enc["input_ids"]) + 1  # and EOS
-        assert isinstance(batch["labels"], torch.Tensor)
         return batch
 
     sft.Batcher.__call__ = patched
