@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 import re
+from collections import Counter
 from pathlib import Path
 
 # A place sentence and the relation sentence after it, as the claims' reader sees them in a generated caption.
