@@ -100,6 +100,8 @@ def masked_batches() -> None:
     def patched(self, examples):
         batch = call(self, examples)
         for row, (_, turns) in enumerate(examples):
+            if not any(getattr(answer, "masked", ()) for _, answer in turns):
+                continue  # most rows: nothing to mask, so no second tokenization
             at = 0
             for i, (prompt, answer) in enumerate(turns):
                 at += len(self.turn_ids(prompt, first=i == 0))
