@@ -6,9 +6,9 @@ world-pope_adversarial and world-qa_relation results and JSONL) and, per model:
 - false relation claims over all test captions, on ordinary and on bias-breaking images, and by reason (a class
   that is not there, a class related to itself, a wrong relation), beside the share of false object claims;
 - the POPE-adversarial gap beside the share of absent co-occurrence partners the model says yes to;
-- relation yes/no errors on bias-breaking and conforming items, each split by the step that went wrong: the
-  places the answer writes first (not the asked objects' cells) or, with the places right, the relation or
-  verdict after them.
+- relation yes/no answers on bias-breaking and conforming items, right or wrong, split by whether the places the
+  answer writes first are the asked objects' cells: a wrong answer after right places went wrong at the relation
+  or the verdict, the step where the class pair's prior can win over the places.
 
 Across the models: how many relation claims name an absent class per false object claim (the median ratio), and
 so, with each model's own self- and wrong-relation shares, the false object share at which its relation claims would
@@ -38,8 +38,8 @@ def _metrics(folder: Path, task: str) -> dict:
 
 
 def relation_steps(folder: Path, world) -> dict[str, dict[str, int]]:
-    """Relation yes/no answers on single objects, by subset (breaking, conforming) and outcome: right, wrong with
-    the written places not the objects' cells, wrong with them right."""
+    """Relation yes/no answers by subset (breaking, conforming) and outcome: right or wrong, with the places written
+    first the asked objects' cells or not (not, too, where the image holds a class more than once)."""
     from halluscope.world.language import place
 
     out: dict[str, Counter] = {"breaking": Counter(), "conforming": Counter()}
@@ -51,9 +51,9 @@ def relation_steps(folder: Path, world) -> dict[str, dict[str, int]]:
         a, b = ([o for o in scene.objects if o.cls == c] for c in (r["object"], r["other"]))
         words = r["raw"].replace(",", " , ").split()
         places_right = len(a) == len(b) == 1 and words[0:2] == place(a[0]).split() and words[3:5] == place(b[0]).split()
-        outcome = ("right" if r["prediction"] == r["label"]
-                   else "wrong, places right" if places_right else "wrong, places wrong")
-        out["breaking" if r["breaks"] else "conforming"][outcome] += 1
+        verdict = "right" if r["prediction"] == r["label"] else "wrong"
+        places = "places right" if places_right else "places wrong"
+        out["breaking" if r["breaks"] else "conforming"][f"{verdict}, {places}"] += 1
     return {k: dict(v) for k, v in out.items()}
 
 
