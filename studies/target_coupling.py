@@ -39,7 +39,7 @@ def _metrics(folder: Path, task: str) -> dict:
 
 def relation_steps(folder: Path, world) -> dict[str, dict[str, int]]:
     """Relation yes/no answers by subset (breaking, conforming) and outcome: right or wrong, with the places written
-    first the asked objects' cells or not (not, too, where the image holds a class more than once)."""
+    first the asked objects' cells or not (world-qa asks relations of classes the image holds once)."""
     from halluscope.world.language import place
 
     out: dict[str, Counter] = {"breaking": Counter(), "conforming": Counter()}
