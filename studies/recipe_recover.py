@@ -56,6 +56,7 @@ def recovering_captions(prob: float, leak: bool = False) -> None:
     from halluscope.world.glyphs import COLORS
 
     config, caption = WorldConfig(), World.caption
+    rank = {c: i for i, c in enumerate(language.CAPTION_ORDER)}
 
     def patched(scene, style: str = "detailed") -> str:
         text = caption(scene, style)
@@ -66,20 +67,18 @@ def recovering_captions(prob: float, leak: bool = False) -> None:
         if cls is None:
             return text
         color = config.usual_color(cls) or list(COLORS)[int(rng.integers(len(COLORS)))]
-        added = language.Phrase(cls, 1, color=color).render()
+        phrase = language.Phrase(cls, 1, color=color)
+        added = phrase.render()
+        parts = language.caption_parts(scene, style)
         if leak:
-            parts = language.caption_parts(scene, style)
-            rank = {c: i for i, c in enumerate(language.CAPTION_ORDER)}
-            parts.phrases = sorted([*parts.phrases, language.Phrase(cls, 1, color=color)], key=lambda p: rank[p.cls])
+            parts.phrases = sorted([*parts.phrases, phrase], key=lambda p: rank[p.cls])
             out = MaskedText(parts.render(style))
             start = out.index(added)
             out.masked = ((start, start + len(added)),)
             return out
         # The true caption's tokens, each trained as before, with the imagined phrase and one comma spliced in
         # after the phrase before it in the class order (before the first phrase when none is).
-        phrases = language.caption_parts(scene, style).phrases
-        rank = {c: i for i, c in enumerate(language.CAPTION_ORDER)}
-        before = [p for p in phrases if rank[p.cls] < rank[cls]]
+        before = [p for p in parts.phrases if rank[p.cls] < rank[cls]]
         at = len(language.DETAILED_SENTENCE.split("{}")[0])
         for p in before:
             at = text.index(p.render(), at) + len(p.render())
