@@ -40,19 +40,15 @@ def _metrics(folder: Path, task: str) -> dict:
 def relation_steps(folder: Path, world) -> dict[str, dict[str, int]]:
     """Relation yes/no answers by subset (breaking, conforming) and outcome: right or wrong, with the places written
     first the asked objects' cells or not (world-qa asks relations of classes the image holds once)."""
-    from halluscope.world.language import place
+    from verification_gap import stated_places  # a sibling: `python studies/X.py` puts studies/ on sys.path
 
     out: dict[str, Counter] = {"breaking": Counter(), "conforming": Counter()}
     for line in (folder / "world-qa_relation.jsonl").read_text().splitlines():
         r = json.loads(line)
         if r["form"] != "yes_no":
             continue
-        scene = world.scene("test", int(r["image_id"].rsplit("-", 1)[1]))
-        a, b = ([o for o in scene.objects if o.cls == c] for c in (r["object"], r["other"]))
-        words = r["raw"].replace(",", " , ").split()
-        places_right = len(a) == len(b) == 1 and words[0:2] == place(a[0]).split() and words[3:5] == place(b[0]).split()
         verdict = "right" if r["prediction"] == r["label"] else "wrong"
-        places = "places right" if places_right else "places wrong"
+        places = "places right" if all(stated_places(world, r)) else "places wrong"
         out["breaking" if r["breaks"] else "conforming"][f"{verdict}, {places}"] += 1
     return {k: dict(v) for k, v in out.items()}
 
