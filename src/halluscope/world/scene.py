@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -78,7 +78,15 @@ def _move(obj: WorldObject, cell: int) -> None:
     obj.row, obj.col = row, col
 
 
-def relation(a: WorldObject, b: WorldObject) -> str:
+class _Cell(NamedTuple):
+    row: int
+    col: int
+
+
+_CELLS = tuple(_Cell(*divmod(cell, GRID)) for cell in range(GRID * GRID))
+
+
+def relation(a: WorldObject | _Cell, b: WorldObject | _Cell) -> str:
     """Where `a` is relative to `b`, one of `RELATIONS`: along the dominant axis between their cells,
     horizontal when |dcol| >= |drow|."""
     dcol, drow = a.col - b.col, a.row - b.row
@@ -157,8 +165,7 @@ class SceneSampler:
         pair off its usual sides, or a class with a count prior alone: drawn among the kinds the world has
         priors for."""
         cfg = self.config
-        kinds = ["lone", "color", "both"] if self.pair_classes else ["color"]  # no pairs: no lone member
-        kinds += ["side"] * bool(cfg.spatial_priors) + ["count"] * bool(cfg.count_priors)
+        kinds = self.breaking_kinds()
         kind = kinds[rng.integers(len(kinds))]
         if kind in ("lone", "both"):
             lone = self.pair_classes[rng.integers(len(self.pair_classes))]
@@ -181,6 +188,11 @@ class SceneSampler:
             draft.odd_count = list(cfg.count_priors)[rng.integers(len(cfg.count_priors))]
             draft.classes.append(draft.odd_count)
             draft.scene_type = self._scene_of(draft.odd_count, draft.scene_type)
+
+    def breaking_kinds(self) -> list[str]:
+        """The kinds a bias-breaking image is drawn among, uniformly: those the world has priors for."""
+        kinds = ["lone", "color", "both"] if self.pair_classes else ["color"]  # no pairs: no lone member
+        return kinds + ["side"] * bool(self.config.spatial_priors) + ["count"] * bool(self.config.count_priors)
 
     def _scene_of(self, cls: str, default: str) -> str:
         return next((s for s, m in self.config.scenes.items() if cls in m), default)
@@ -285,18 +297,14 @@ class SceneSampler:
         """Move `oa` (else `ob`, else both) to random free cells where `wanted(relation(oa, ob))` holds;
         where none do, leave them."""
         free = self._free_cells(objects)
-
-        def at(o: WorldObject, cell: int) -> WorldObject:
-            return dataclasses.replace(o, row=cell // GRID, col=cell % GRID)
-
+        at = _CELLS  # where an object would be in each cell: all `relation` reads
         for mover, other, first in ((oa, ob, True), (ob, oa, False)):
-            options = [c for c in free
-                       if wanted(relation(at(mover, c), other) if first else relation(other, at(mover, c)))]
+            options = [c for c in free if wanted(relation(at[c], other) if first else relation(other, at[c]))]
             if options:
                 _move(mover, options[rng.integers(len(options))])
                 return
         cells = [*free, oa.row * GRID + oa.col, ob.row * GRID + ob.col]
-        pairs = [(ca, cb) for ca in cells for cb in cells if ca != cb and wanted(relation(at(oa, ca), at(ob, cb)))]
+        pairs = [(ca, cb) for ca in cells for cb in cells if ca != cb and wanted(relation(at[ca], at[cb]))]
         if pairs:
             ca, cb = pairs[rng.integers(len(pairs))]
             _move(oa, ca)
