@@ -5,10 +5,11 @@
 Builds a freshly initialised built-in model and `--batches` real training batches, then reports:
 the cost of building one batch (the DataLoader worker's job), the padding in a batch, and the
 seconds per optimizer step (forward, backward, AdamW) with 1 and 2 torch threads, with the batches
-prebuilt (compute only) and built by a DataLoader worker alongside (as `train` runs), with the vision
-tower as the default recipe has it (frozen) and the other way (trained), with Muon in place of AdamW
-(`TrainConfig.optimizer="muon"`, 2 threads); and the seconds per stage-0 step (vision
-tower and projector on `vision_batch_size` images, rendering included). Variants are
+prebuilt (compute only), with the vision tower as the default recipe has it (frozen) and the other way
+(trained), with Muon in place of AdamW (`TrainConfig.optimizer="muon"`, 2 threads); the seconds per stage-0
+step (vision tower and projector on `vision_batch_size` images, rendering included); and, for both stages,
+a step with its batch built by a DataLoader worker alongside against one built in turn by the loop (which
+`training.loop.prefetch` picks where the worker would have no core of its own). Variants are
 interleaved pass by pass, so a noisy machine affects them alike; each figure is the median step
 over `--reps` passes. Writes the figures as JSON with their provenance to
 studies/results/train_speed/<date>_<git sha>.json (or `--out`).
@@ -17,6 +18,7 @@ studies/results/train_speed/<date>_<git sha>.json (or `--out`).
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import statistics
@@ -39,7 +41,9 @@ def main() -> None:
     from halluscope import World
     from halluscope.models.tiny import build_model, build_processor
     from halluscope.training.optimizers import MuonAdamW, split_for_muon
-    from halluscope.training.sft import Batcher, StepBatches, TrainConfig, batch_for_step, pretrain_vision
+    from halluscope.training.loop import prefetch
+    from halluscope.training.sft import (Batcher, TrainConfig, WordTargets, batch_for_step, pretrain_vision,
+                                        stage0_batch)
 
     torch.set_flush_denormal(True)
     world, cfg = World(), TrainConfig()
@@ -73,6 +77,18 @@ def main() -> None:
         optimizer.step()
         return time.perf_counter() - t
 
+    targets = WordTargets(model, processor, cfg.position_targets)
+    stage0_opt = torch.optim.AdamW(targets.trained(), lr=1e-4)
+
+    def stage0_step(batch) -> float:
+        model.model.vision_tower.requires_grad_(True)
+        t = time.perf_counter()
+        loss = targets(**batch)
+        stage0_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        stage0_opt.step()
+        return time.perf_counter() - t
+
     step(batches[0])  # warm-up
     times: dict[str, list[float]] = {}
     stamps: list[float] = []  # stage 0's progress callback records the end of each step
@@ -89,10 +105,20 @@ def main() -> None:
         pretrain_vision(model, processor, world, replace(cfg, vision_pretrain_steps=args.batches),
                         progress=lambda i, loss: stamps.append(time.perf_counter()))
         times.setdefault("stage 0, 2 threads", []).extend(b - a for a, b in itertools.pairwise(stamps))
-        loader = torch.utils.data.DataLoader(StepBatches(world, batcher, cfg), batch_size=None, num_workers=1,
-                                             sampler=range(100, 101 + args.batches), prefetch_factor=4)
-        timed = [step(b) for b in loader][1:]  # the first waits for the worker to start
-        times.setdefault("DataLoader worker alongside, 2 threads", []).extend(timed)
+        # Where the batches are built: by a DataLoader worker alongside, or by the loop in turn with the steps (each
+        # figure a step's compute, plus the batch's building when in turn), for instruction tuning and stage 0.
+        fresh = list(range(100, 101 + args.batches))
+        for name, make, run in (("", functools.partial(batch_for_step, world, batcher, cfg), step),
+                                ("stage 0, ", functools.partial(stage0_batch, world, cfg), stage0_step)):
+            loader = prefetch(make, fresh, torch.device("cpu"), worker=True)
+            timed = [run(b) for b in loader][1:]  # the first waits for the worker to start
+            times.setdefault(f"{name}DataLoader worker alongside, 2 threads", []).extend(timed)
+            in_turn = []
+            for k in fresh[1:]:
+                t = time.perf_counter()
+                batch = make(k)
+                in_turn.append(time.perf_counter() - t + run(batch))
+            times.setdefault(f"{name}batch built in turn, 2 threads", []).extend(in_turn)
     result = {
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "batch_build_s": round(build_s, 3),

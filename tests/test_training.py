@@ -2,6 +2,7 @@
 and step, each stage trains what it should, and the recipe (`zoo.tiny.train_tiny`) resumes from a
 kill in any stage to the same model. The trainers' shared contract is tests/test_training_contract.py."""
 
+import functools
 import json
 import time
 import warnings
@@ -21,9 +22,12 @@ from halluscope.training.sft import (
     TrainConfig,
     VisionPretrainer,
     batch_for_step,
+    make_example,
     pixel_values,
+    stage0_batch,
     train,
 )
+from halluscope.training.loop import prefetch
 from halluscope.zoo import tiny as zoo_tiny
 
 MICRO = TinyConfig(vision_hidden=32, vision_layers=1, text_hidden=32, text_layers=1, heads=2)
@@ -86,6 +90,28 @@ def test_batches_depend_only_on_seed_and_step(world, processor):
     assert not torch.equal(a["pixel_values"], c["pixel_values"])
     d = batch_for_step(world, Batcher(processor), TrainConfig(batch_size=4, seed=1), 7)
     assert not torch.equal(a["pixel_values"], d["pixel_values"])
+
+
+def test_batch_labels_are_each_answer_then_eos(world, processor):
+    tok, cfg, gen = processor.tokenizer, TrainConfig(), np.random.default_rng(0)
+    examples = [make_example(world, gen, cfg) for _ in range(6)]
+    batch = Batcher(processor)(examples)
+    for row, (_, turns) in zip(batch["labels"], examples):
+        answers = [tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for _, answer in turns]
+        expected = [t for ids in answers for t in ids]
+        assert row[row != -100].tolist() == expected
+
+
+@pytest.mark.parametrize("stage", ["stage0", "instruct"])
+def test_prefetch_builds_the_same_batches_with_a_worker_or_in_turn(world, processor, stage):
+    cfg = TrainConfig(batch_size=4, vision_batch_size=4)
+    make = (functools.partial(stage0_batch, world, cfg) if stage == "stage0"
+            else functools.partial(batch_for_step, world, Batcher(processor), cfg))
+    steps, cpu = [3, 1, 4], torch.device("cpu")
+    by_worker, in_turn = (list(prefetch(make, steps, cpu, worker=w)) for w in (True, False))
+    assert len(by_worker) == len(in_turn) == 3
+    for a, b, step in zip(by_worker, in_turn, steps):
+        assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], make(step)[k]) for k in a)
 
 
 def test_micro_model_trains_in_under_a_minute(world, processor, tmp_path):

@@ -12,6 +12,7 @@ the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import warnings
@@ -31,7 +32,7 @@ from ..models.parts import find_part
 from ..models.tiny import image_size, image_token_count, patch_projector
 from ..seeds import Stream, rng
 from ..world import CAPTION_PROMPTS, CLASSES, COLORS, GRID, IMAGE_SIZE, World
-from .loop import Trainer, cosine_lr
+from .loop import Trainer, cosine_lr, prefetch
 from .optimizers import OPTIMIZERS, MuonAdamW, split_for_muon
 
 TASKS = ("detailed", "short", "qa")
@@ -191,11 +192,13 @@ class Batcher:
 
     def __call__(self, examples) -> dict[str, torch.Tensor]:
         ids, labels = [], []
+        # All answers of the batch in one tokenizer call: per-call overhead was a fifth of building a batch.
+        answers = iter(self.tok([a for _, turns in examples for _, a in turns], add_special_tokens=False)["input_ids"])
         for _, turns in examples:
             seq, lab = [], []
-            for i, (prompt, answer) in enumerate(turns):
+            for i, (prompt, _) in enumerate(turns):
                 p = self.turn_ids(prompt, first=i == 0)
-                a = self.tok(answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+                a = next(answers) + [self.tok.eos_token_id]
                 seq += p + a
                 lab += [-100] * len(p) + a
             ids.append(seq)
@@ -214,20 +217,6 @@ class Batcher:
 def batch_for_step(world: World, batcher: Batcher, cfg: TrainConfig, step: int) -> dict[str, torch.Tensor]:
     gen = rng(cfg.seed, Stream.STEP, step)
     return batcher([make_example(world, gen, cfg) for _ in range(cfg.batch_size)])
-
-
-class StepBatches(torch.utils.data.Dataset):
-    """Item k is the batch of step k: a DataLoader worker process builds them ahead of the
-    training loop (in a thread, this pure-Python work would compete with the loop for the GIL)."""
-
-    def __init__(self, world: World, batcher: Batcher, cfg: TrainConfig) -> None:
-        self.world, self.batcher, self.cfg = world, batcher, cfg
-
-    def __len__(self) -> int:
-        return self.cfg.steps
-
-    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        return batch_for_step(self.world, self.batcher, self.cfg, step)
 
 
 def patch_labels(scene, grid: int) -> tuple[list[int], list[int]]:
@@ -332,6 +321,11 @@ class VisionPretrainer(Trainer):
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         return stage0_batch(self.world, self.config, step * self.world_size + self.rank, self.size)
 
+    def batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
+        steps = [step * self.world_size + self.rank for step in range(start, self.steps)]
+        make = functools.partial(stage0_batch, self.world, self.config, size=self.size)
+        return prefetch(make, steps, self.accelerator.device)
+
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"loss": self.model(**batch)}
 
@@ -396,9 +390,9 @@ class InstructionTrainer(Trainer):
         return batch_for_step(self.world, self.batcher, self.config, step * self.world_size + self.rank)
 
     def batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
-        indices = [step * self.world_size + self.rank for step in range(start, self.steps)]
-        return iter(torch.utils.data.DataLoader(StepBatches(self.world, self.batcher, self.config), batch_size=None,
-                                                sampler=indices, num_workers=1, prefetch_factor=4))
+        steps = [step * self.world_size + self.rank for step in range(start, self.steps)]
+        make = functools.partial(batch_for_step, self.world, self.batcher, self.config)
+        return prefetch(make, steps, self.accelerator.device)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"loss": self.model(**batch).loss}
@@ -435,6 +429,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["LLAVA", "TASKS", "Batcher", "InstructionTrainer", "StepBatches", "TrainConfig", "VisionPretrainer",
+__all__ = ["LLAVA", "TASKS", "Batcher", "InstructionTrainer", "TrainConfig", "VisionPretrainer",
            "WordTargets", "batch_for_step", "make_example", "patch_labels", "pixel_values", "pretrain_vision",
            "stage0_batch", "train"]
