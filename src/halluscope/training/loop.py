@@ -65,7 +65,7 @@ def prefetch(make: Callable[[int], dict[str, torch.Tensor]], steps: list[int], d
              worker: bool | None = None) -> Iterator[dict[str, torch.Tensor]]:
     """`make(step)` for each of `steps`: built ahead by a DataLoader worker process while the loop computes where
     it has a core of its own (in a thread, this pure-Python work would compete with the loop for the GIL), else in
-    turn with the steps. On 2 cores with torch on both, a worker made steps 5-20 % slower than building each batch
+    turn with the steps. On 2 cores with torch on both, a worker made steps 3-11 % slower than building each batch
     in turn (docs/studies/speed.md). Where workers are spawned rather than forked (macOS, Windows), `make` must
     pickle: a module-level function or a `functools.partial` of one. `worker` overrides the choice."""
     if not (spare_core(device) if worker is None else worker):
