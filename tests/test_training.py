@@ -27,6 +27,7 @@ from halluscope.training.sft import (
     stage0_batch,
     train,
 )
+from halluscope.training import loop
 from halluscope.training.loop import prefetch
 from halluscope.zoo import tiny as zoo_tiny
 
@@ -189,9 +190,12 @@ def test_load_model_tiny_trains_once_then_reuses_the_cache(tmp_path, monkeypatch
     assert second.answer_yes_no(images, ["Is there a fork in the image?"] * 2)[0] in ("yes", "no")
 
 
+@pytest.mark.parametrize("worker", [True, False], ids=["worker", "in-turn"])
 @pytest.mark.parametrize("stage", ["stage0", "hacl", "instruct"])
-def test_the_recipe_killed_in_any_stage_resumes_to_the_same_model(world, tmp_path, stage):
+def test_the_recipe_killed_in_any_stage_resumes_to_the_same_model(world, tmp_path, stage, worker, monkeypatch):
     from halluscope.training.hacl import HACLConfig, HACLTrainer
+
+    monkeypatch.setattr(loop, "spare_core", lambda device: worker)  # batches built by a DataLoader worker or in turn
 
     cfg, hacl = TrainConfig(**QUICK), HACLConfig(steps=4, batch_size=2, warmup_steps=1, checkpoint_every=2)
     straight = zoo_tiny.train_tiny(world, cfg, MICRO, tmp_path / "straight", progress=False, hacl_config=hacl)

@@ -70,8 +70,10 @@ def prefetch(make: Callable[[int], dict[str, torch.Tensor]], steps: list[int], d
     pickle: a module-level function or a `functools.partial` of one. `worker` overrides the choice."""
     if not (spare_core(device) if worker is None else worker):
         return map(make, steps)
+    # Its own generator: the loader draws its workers' base seed when it starts, and from torch's global generator
+    # that draw would make a resumed stage differ from an uninterrupted one in every random draw after it.
     return iter(torch.utils.data.DataLoader(_Steps(make), batch_size=None, sampler=steps, num_workers=1,
-                                            prefetch_factor=4))
+                                            prefetch_factor=4, generator=torch.Generator()))
 
 
 def jsonable(obj: Any) -> Any:
