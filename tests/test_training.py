@@ -112,7 +112,8 @@ def test_prefetch_builds_the_same_batches_with_a_worker_or_in_turn(world, proces
     by_worker, in_turn = (list(prefetch(make, steps, cpu, worker=w)) for w in (True, False))
     assert len(by_worker) == len(in_turn) == 3
     for a, b, step in zip(by_worker, in_turn, steps):
-        assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], make(step)[k]) for k in a)
+        fresh = make(step)
+        assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], fresh[k]) for k in a)
 
 
 def test_micro_model_trains_in_under_a_minute(world, processor, tmp_path):

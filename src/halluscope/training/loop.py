@@ -112,8 +112,15 @@ class Trainer:
         raise NotImplementedError
 
     def batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
-        """The batches of steps start, start + 1, ...; override to build them ahead (`prefetch`)."""
+        """The batches of steps start, start + 1, ...; override to build them ahead (`prefetched`)."""
         return (self.batch(step) for step in range(start, self.steps))
+
+    def prefetched(self, make: Callable[[int], dict[str, torch.Tensor]],
+                   start: int) -> Iterator[dict[str, torch.Tensor]]:
+        """What an override of `batches` returns: `make(k)` for steps start, start + 1, ..., k being the step's
+        data index on this process (step * world_size + rank), through `prefetch`."""
+        steps = [step * self.world_size + self.rank for step in range(start, self.steps)]
+        return prefetch(make, steps, self.accelerator.device)
 
     # ------------------------------------------------------------------ what a method may change
     @property

@@ -32,7 +32,7 @@ from ..models.parts import find_part
 from ..models.tiny import image_size, image_token_count, patch_projector
 from ..seeds import Stream, rng
 from ..world import CAPTION_PROMPTS, CLASSES, COLORS, GRID, IMAGE_SIZE, World
-from .loop import Trainer, cosine_lr, prefetch
+from .loop import Trainer, cosine_lr
 from .optimizers import OPTIMIZERS, MuonAdamW, split_for_muon
 
 TASKS = ("detailed", "short", "qa")
@@ -322,9 +322,7 @@ class VisionPretrainer(Trainer):
         return stage0_batch(self.world, self.config, step * self.world_size + self.rank, self.size)
 
     def batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
-        steps = [step * self.world_size + self.rank for step in range(start, self.steps)]
-        make = functools.partial(stage0_batch, self.world, self.config, size=self.size)
-        return prefetch(make, steps, self.accelerator.device)
+        return self.prefetched(functools.partial(stage0_batch, self.world, self.config, size=self.size), start)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"loss": self.model(**batch)}
@@ -390,9 +388,7 @@ class InstructionTrainer(Trainer):
         return batch_for_step(self.world, self.batcher, self.config, step * self.world_size + self.rank)
 
     def batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
-        steps = [step * self.world_size + self.rank for step in range(start, self.steps)]
-        make = functools.partial(batch_for_step, self.world, self.batcher, self.config)
-        return prefetch(make, steps, self.accelerator.device)
+        return self.prefetched(functools.partial(batch_for_step, self.world, self.batcher, self.config), start)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"loss": self.model(**batch).loss}
