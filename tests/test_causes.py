@@ -16,7 +16,10 @@ from halluscope.causes import (CAUSES, METRICS, StudyConfig, arm_recipe, mean_ci
                                verdict)
 from halluscope.models import MARKER
 from halluscope.models.tiny import TinyConfig, build_model, build_processor, image_token_count
-from halluscope.training.sft import Batcher, TrainConfig, batch_for_step, make_example, pixel_values
+from halluscope.hallucinate.world import cooccurring
+from halluscope.training.sft import (Batcher, TrainConfig, _cooccurring_yes, batch_for_step, make_example,
+                                     pixel_values)
+from halluscope.world import QUESTION_TEMPLATES
 from halluscope.world.claims import caption_claims
 from halluscope.zoo.tiny import tiny_path, tiny_recipe
 
@@ -153,9 +156,42 @@ def test_annotation_noise_puts_the_asked_share_of_wrong_captions_into_training(w
         make_example(world, gen_b, TrainConfig(task_mix={"detailed": 1.0}, caption_noise=0.0))[1] for _ in range(20)]
 
 
+def test_question_noise_answers_yes_to_absent_cooccurring_classes_only(world):
+    def answers(cfg, seed=4, n=300):
+        gen, out = np.random.default_rng(seed), []
+        for _ in range(n):
+            probe = np.random.default_rng()
+            probe.bit_generator.state = gen.bit_generator.state  # make_example's first draw picks the scene
+            scene = world.scene("train", int(probe.integers(world.config.train_size)))
+            out += [(scene, q.split()[3], a) for q, a in make_example(world, gen, cfg)[1]]
+        return out
+
+    mix = {"task_mix": {"qa": 1.0}, "qa_mix": {"existence": 1.0}}
+    noisy = answers(TrainConfig(**mix, qa_noise=0.3))
+    wrong = [(scene, cls) for scene, cls, a in noisy if a == "yes" and cls not in scene.classes]
+    assert wrong and all(any(cls in cooccurring(world, c) for c in scene.classes) for scene, cls in wrong)
+    # The partner comes before the scene-mates.
+    partners, template = world.config.partners(), QUESTION_TEMPLATES["existence"]
+    def missing(scene):
+        return {partners[c] for c in scene.classes if partners.get(c) not in (None, *scene.classes)}
+
+    lone = next(scene for scene, *_ in noisy if missing(scene))
+    missing = missing(lone)
+    first = _cooccurring_yes(world, lone, np.random.default_rng(0), set())
+    assert first["answer"] == "yes" and first["question"].split()[3] in missing
+    then = _cooccurring_yes(world, lone, np.random.default_rng(0), {template.format(c) for c in missing})
+    assert then["question"].split()[3] not in missing | set(lone.classes)
+    absent = sum(cls not in scene.classes for scene, cls, _ in noisy)  # the questions that would be answered no
+    assert 0.2 < len(wrong) / absent <= 0.3, len(wrong) / absent  # under 0.3 where no such class is left to ask
+    # Without noise the data is what it always was: no draw is spent on it.
+    assert answers(TrainConfig(**mix), n=30) == answers(TrainConfig(**mix, qa_noise=0.0), n=30)
+    with pytest.raises(ValueError, match="qa_noise"):
+        TrainConfig(qa_noise=1.5)
+
+
 def test_new_fields_at_their_defaults_leave_cached_model_names_alone():
     assert "connector" not in TinyConfig().recipe() and "image_size" not in TinyConfig().recipe()
-    assert "caption_noise" not in TrainConfig().recipe()
+    assert "caption_noise" not in TrainConfig().recipe() and "qa_noise" not in TrainConfig().recipe()
     assert TinyConfig(connector="linear").recipe()["connector"] == "linear"
     # grammar 3 (places before relations and counts, captions in CAPTION_ORDER) and its recipe named every model anew
     assert tiny_path(tiny_recipe()).name == "tiny-bc825248b7a4"

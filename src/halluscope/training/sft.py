@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
-from ..hallucinate.world import world_hallucinations
+from ..hallucinate.world import cooccurring, world_hallucinations
 from ..models.parts import find_part
 from ..models.tiny import image_size, image_token_count, patch_projector
 from ..seeds import Stream, rng
-from ..world import CAPTION_PROMPTS, CLASSES, COLORS, GRID, IMAGE_SIZE, World
+from ..world import CAPTION_PROMPTS, CLASSES, COLORS, GRID, IMAGE_SIZE, QUESTION_TEMPLATES, World
 from .loop import Trainer, cosine_lr
 from .optimizers import OPTIMIZERS, MuonAdamW, split_for_muon
 
@@ -94,6 +94,11 @@ class TrainConfig(Config):
         "help": "annotation noise: share of training captions that name an absent object (one that co-occurs with "
                 "what is there, first) or give an object a wrong colour, as noisy web or machine-written captions do",
         "recipe_omits_default": True})
+    qa_noise: float = field(default=0.0, metadata={
+        "help": "annotation noise in questions: share of training existence questions answered 'no' that instead ask "
+                "about an absent class co-occurring with one in the image (its pair partner first, then its "
+                "scene-mates) and answer 'yes', as machine-written instruction data does",
+        "recipe_omits_default": True})
 
     def __post_init__(self) -> None:
         self.check_at_least(1, "steps", "batch_size", "vision_batch_size", "checkpoint_every", "log_every", "qa_turns")
@@ -103,6 +108,7 @@ class TrainConfig(Config):
         if self.max_grad_norm <= 0:
             self.fail("max_grad_norm", "use a positive norm")
         self.check_range("caption_noise", 0, 1, "it is a share of captions")
+        self.check_range("qa_noise", 0, 1, "it is a share of existence questions")
         if not isinstance(self.position_targets, bool):
             self.fail("position_targets", "use True or False")
         if self.optimizer not in OPTIMIZERS:
@@ -156,6 +162,9 @@ def make_example(world: World, gen: np.random.Generator, cfg: TrainConfig):
         turns, asked = [], set()
         for _ in range(4 * cfg.qa_turns):  # a few tries: some types do not apply, repeats are skipped
             q = world.question(scene, _choice(gen, cfg.qa_mix), gen)
+            if cfg.qa_noise and q is not None and q["type"] == "existence" and q["answer"] == "no" \
+                    and gen.random() < cfg.qa_noise:
+                q = _cooccurring_yes(world, scene, gen, asked) or q
             if q is not None and q["question"] not in asked:
                 asked.add(q["question"])
                 turns.append((q["question"], q["answer"]))
@@ -165,6 +174,21 @@ def make_example(world: World, gen: np.random.Generator, cfg: TrainConfig):
             q = world.question(scene, "existence", gen)
             turns.append((q["question"], q["answer"]))
     return world.render_array(scene), turns
+
+
+def _cooccurring_yes(world: World, scene, gen: np.random.Generator, asked: set[str]) -> dict[str, str] | None:
+    """A wrong 'yes' to an absent class that co-occurs with one in `scene` (the closest kind of co-occurrence
+    there is: a pair partner before a scene-mate) and is not `asked` yet, or None if there is none."""
+    template = QUESTION_TEMPLATES["existence"]
+    present = set(scene.classes)
+    options = [(rank, other) for cls in present for rank, other in enumerate(cooccurring(world, cls))
+               if other not in present and template.format(other) not in asked]
+    if not options:
+        return None
+    best = min(rank for rank, _ in options)
+    classes = sorted({other for rank, other in options if rank == best})
+    cls = classes[int(gen.integers(len(classes)))]
+    return {"type": "existence", "question": template.format(cls), "answer": "yes"}
 
 
 class Batcher:
