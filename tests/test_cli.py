@@ -282,3 +282,18 @@ def test_docs_cli_md_is_the_commands_help():
     make_cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_cli)
     assert make_cli.section() in make_cli.PAGE.read_text(), "docs/cli.md is out of date: run python docs/make_cli.py"
+
+
+def test_a_folder_of_another_run_is_a_one_line_error(monkeypatch, capsys):
+    import halluscope.cli as cli
+    from halluscope.runner import OtherRunError
+
+    def refuse():
+        raise OtherRunError("out/world-chair.jsonl holds the records of another run (seed was 0, now 1): ...")
+
+    monkeypatch.setattr(cli, "app", refuse)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "Error: out/world-chair.jsonl holds the records of another run (seed was 0, now 1): ..."]

@@ -325,3 +325,13 @@ def test_vti_batch_invariance_on_tiny_llava_and_qwen2vl(vlm, vlm_directions, ima
         return adapter.tokenizer.batch_decode(new, skip_special_tokens=True)
 
     assert run(0, 4) == [run(i, i + 1)[0] for i in range(4)]
+
+
+def test_the_comparison_fits_directions_again_for_another_model(micro, micro_directions, world, tmp_path):
+    from halluscope.compare import run_methods
+    from halluscope.steering import Directions
+
+    stale = Directions(micro_directions.vision, micro_directions.text, dict(micro_directions.metadata, model="other"))
+    stale.save(tmp_path / "directions.safetensors")
+    run_methods(micro, world, ["vti"], tmp_path, pope_images=4, chair_images=2, batch_size=4, progress=False)
+    assert Directions.load(tmp_path / "directions.safetensors").metadata["model"] == micro.name

@@ -251,9 +251,10 @@ def run_methods(adapter, world, methods: list[str], output: str | Path, pope_ima
     plans = {name: arm(name) for name in methods}
     if any(m == "vti" for m, _ in plans.values()) and directions is None:
         directions = out / "directions.safetensors"
-        if not directions.exists():
-            from .steering import FitConfig, fit_directions
+        from .steering import Directions, FitConfig, fit_directions
 
+        # fitted once per model: a file another model left here is fitted again
+        if not directions.exists() or Directions.load(directions).metadata.get("model") != adapter.name:
             fit_directions(adapter, FitConfig(), world=world).save(directions)
     runs: dict[str, dict[str, Any]] = {}
     for name, (method, args) in plans.items():

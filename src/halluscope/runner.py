@@ -142,9 +142,14 @@ def run_benchmark(benchmark: Task, adapter, output_dir: str | Path, method: str 
     n_original = len(samples)
     if limit is not None:
         samples = samples[:limit]
-    finished = {r["id"] for r in _records(out, name) if "error" not in r}
+    records = _records(out, name)
+    if records:
+        _check_same_run(out, name, config)
+    finished = {r["id"] for r in records if "error" not in r}
     if state:
         state.wait_for_everyone()  # every rank has read the same state before anyone writes
+    if rank == 0:
+        write_json(out / f"{name}.config.json", config)
     pending = [s for s in samples if s["id"] not in finished]
     part = out / f"{name}.part-{rank}.jsonl"
     _rewrite_whole_lines(part)
@@ -250,6 +255,38 @@ def lmms_eval_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "package_versions": first["versions"],
         "date": time.time(),
     }
+
+
+class OtherRunError(ValueError):
+    """An output folder holds the records of another run; the command line shows it as a one-line error."""
+
+
+# What makes two runs' records interchangeable; batch size, process count and limit may change on resume.
+RUN_IDENTITY = ("benchmark", "model", "method", "method_args", "seed", "task_args", "load_args")
+
+
+def _check_same_run(out: Path, stem: str, config: dict[str, Any]) -> None:
+    """Refuse to resume records that another run wrote (another model, method, seed or task): they would be
+    scored as this run's. The earlier run's config is in `<stem>.config.json`, or, from before that file was
+    written, in its results."""
+    saved = out / f"{stem}.config.json"
+    if not saved.exists():
+        saved = out / f"{stem}.results.json"
+        if not saved.exists():
+            return
+    before = json.loads(saved.read_text())
+    before = before.get("config", before) if saved.name.endswith(".results.json") else before
+    now = json.loads(json.dumps(config, default=str))
+    for key in RUN_IDENTITY:
+        if key in before and before[key] != now[key]:
+            raise OtherRunError(f"{out / (stem + '.jsonl')} holds the records of another run ({key} was "
+                             f"{_short(before[key])}, now {_short(now[key])}): pass another output folder, or "
+                             f"delete this one to start over")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _records(out: Path, stem: str) -> list[dict[str, Any]]:

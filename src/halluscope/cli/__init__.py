@@ -53,7 +53,13 @@ def parse_kv(text: str | None, what: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    app()
+    from ..runner import OtherRunError
+
+    try:
+        app()
+    except OtherRunError as e:  # the user's folder, not a bug: no traceback
+        typer.echo(f"Error: {e}", err=True)
+        raise SystemExit(2) from None
 
 
 __all__ = ["app", "main", "parse_kv"]
