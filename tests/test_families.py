@@ -51,7 +51,7 @@ def family_name(adapter) -> str:
     return next(name for name in FAMILIES if MODEL_TYPES.get(name, name) == adapter.model.config.model_type)
 
 
-_FITTED: dict[int, object] = {}
+_FITTED: dict[int, tuple] = {}
 
 
 def resolve(adapter, args: dict) -> dict:
@@ -60,10 +60,12 @@ def resolve(adapter, args: dict) -> dict:
         return args
     from halluscope.steering import FitConfig, fit_directions
 
+    # Keyed by id and holding the adapter, so that a later module's adapter cannot reuse a freed one's id and
+    # get directions fitted on another family.
     if id(adapter) not in _FITTED:
-        _FITTED[id(adapter)] = fit_directions(adapter, FitConfig(n_images=3, trials=2, batch_size=6),
-                                              world=World(seed=0))
-    return {**args, "directions": _FITTED[id(adapter)]}
+        _FITTED[id(adapter)] = adapter, fit_directions(adapter, FitConfig(n_images=3, trials=2, batch_size=6),
+                                                       world=World(seed=0))
+    return {**args, "directions": _FITTED[id(adapter)][1]}
 
 
 def applicable(adapter, case_id: str, args: dict) -> dict:

@@ -56,13 +56,16 @@ def test_resume_refuses_the_records_of_another_run(world, adapter, tmp_path):
     run_benchmark(pope, adapter, tmp_path, batch_size=4, progress=False)
     again = run_benchmark(pope, adapter, tmp_path, batch_size=2, progress=False)  # another batch size resumes
     assert again["timing"]["samples_this_run"] == 0
+    # more images resume too (the demo's greedy run after its method comparison): the first two's are kept
+    more = run_benchmark(WorldPOPE(world, "random", n_images=3), adapter, tmp_path, progress=False)
+    assert more["timing"]["samples_this_run"] == 6 and more["n_samples"] == 18
     with pytest.raises(ValueError, match=r"pope_random\.jsonl holds the records of another run \(seed was 0, now 1"):
         run_benchmark(pope, adapter, tmp_path, seed=1, progress=False)
     # A folder written before the config file was: the results name the run.
     (tmp_path / "world-pope_random.config.json").unlink()
     with pytest.raises(ValueError, match="seed was 0, now 2"):
         run_benchmark(pope, adapter, tmp_path, seed=2, progress=False)
-    assert len(read_jsonl(tmp_path / "world-pope_random.jsonl")) == 12  # nothing was appended or rewritten
+    assert len(read_jsonl(tmp_path / "world-pope_random.jsonl")) == 18  # nothing was appended or rewritten
 
 
 def test_greedy_scores_do_not_depend_on_batch_size(world, adapter, tmp_path):

@@ -122,7 +122,9 @@ def run_benchmark(benchmark: Task, adapter, output_dir: str | Path, method: str 
     Under `accelerate launch --num_processes N` each process takes every N-th unfinished sample
     and appends to its own part file; rank 0 merges the parts into `<name>.jsonl` and scores.
     A sample whose image is missing or corrupt gets an error record; the run goes on, the summary
-    counts the errors, and a rerun tries those samples again.
+    counts the errors, and a rerun tries those samples again. A rerun resumes only its own records: a folder
+    whose `<name>.config.json` (or results) names another model, method, method arguments, seed, task or load
+    arguments raises `OtherRunError`.
     """
     import torch
 
@@ -261,7 +263,9 @@ class OtherRunError(ValueError):
     """An output folder holds the records of another run; the command line shows it as a one-line error."""
 
 
-# What makes two runs' records interchangeable; batch size, process count and limit may change on resume.
+# What makes two runs' records interchangeable. Batch size, process count, limit and a task's n_images may change
+# on resume: a task draws its images in order, so a smaller run's samples are the first of a larger one's (the demo
+# compares methods on 100 images, then greedy on 500 into the same folder).
 RUN_IDENTITY = ("benchmark", "model", "method", "method_args", "seed", "task_args", "load_args")
 
 
@@ -277,6 +281,9 @@ def _check_same_run(out: Path, stem: str, config: dict[str, Any]) -> None:
     before = json.loads(saved.read_text())
     before = before.get("config", before) if saved.name.endswith(".results.json") else before
     now = json.loads(json.dumps(config, default=str))
+    for config_ in (before, now):
+        if isinstance(config_.get("task_args"), dict):
+            config_["task_args"] = {k: v for k, v in config_["task_args"].items() if k != "n_images"}
     for key in RUN_IDENTITY:
         if key in before and before[key] != now[key]:
             raise OtherRunError(f"{out / (stem + '.jsonl')} holds the records of another run ({key} was "
