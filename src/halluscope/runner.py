@@ -278,17 +278,25 @@ def _check_same_run(out: Path, stem: str, config: dict[str, Any]) -> None:
         saved = out / f"{stem}.results.json"
         if not saved.exists():
             return
-    before = json.loads(saved.read_text())
-    before = before.get("config", before) if saved.name.endswith(".results.json") else before
-    now = json.loads(json.dumps(config, default=str))
-    for config_ in (before, now):
-        if isinstance(config_.get("task_args"), dict):
-            config_["task_args"] = {k: v for k, v in config_["task_args"].items() if k != "n_images"}
-    for key in RUN_IDENTITY:
-        if key in before and before[key] != now[key]:
+    saved_config = json.loads(saved.read_text())
+    if saved.name.endswith(".results.json"):
+        saved_config = saved_config.get("config", saved_config)
+    before, now = _identity(saved_config), _identity(config)
+    for key in before:
+        if before[key] != now[key]:
             raise OtherRunError(f"{out / (stem + '.jsonl')} holds the records of another run ({key} was "
-                             f"{_short(before[key])}, now {_short(now[key])}): pass another output folder, or "
-                             f"delete this one to start over")
+                                f"{_short(before[key])}, now {_short(now[key])}): pass another output folder, or "
+                                f"delete this one to start over")
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The `RUN_IDENTITY` fields `config` has, as JSON reads them back, without the task's n_images."""
+    from .training.loop import jsonable
+
+    out = {k: v for k, v in jsonable(config).items() if k in RUN_IDENTITY}
+    if isinstance(out.get("task_args"), dict):
+        out["task_args"] = {k: v for k, v in out["task_args"].items() if k != "n_images"}
+    return out
 
 
 def _short(value: Any) -> str:

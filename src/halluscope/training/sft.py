@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from ..hallucinate.base import pick
 from ..hallucinate.world import cooccurring, world_hallucinations
 from ..models.parts import find_part
 from ..models.tiny import image_size, image_token_count, patch_projector
@@ -188,8 +189,7 @@ def _cooccurring_yes(world: World, scene, gen: np.random.Generator, asked: set[s
     if not options:
         return None
     best = min(rank for rank, _ in options)
-    classes = sorted({other for rank, other in options if rank == best})
-    cls = classes[int(gen.integers(len(classes)))]
+    cls = pick(gen, sorted({other for rank, other in options if rank == best}))
     return {"type": "existence", "question": template.format(cls), "answer": "yes"}
 
 
