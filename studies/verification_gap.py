@@ -206,9 +206,9 @@ def ask_open_relations(world_cls) -> None:
     """Make the training relation questions (train split only) open: "Is the fork the cup?" -> "left of"."""
     question = world_cls.question
 
-    def patched(self, scene, qtype, rng):
+    def patched(self, scene, qtype, rng, relation_inverse=0.0):
         if qtype != "relation" or scene.split != "train":
-            return question(self, scene, qtype, rng)
+            return question(self, scene, qtype, rng, relation_inverse)
         rels = scene.relations()
         if not rels:
             return None
@@ -297,9 +297,9 @@ def train_on_pairs_without_prior(world_cls) -> None:
     def without_prior(scene):
         return [r for r in relations(scene) if frozenset((r[0], r[2])) not in prior]
 
-    def patched(self, scene, qtype, rng):
+    def patched(self, scene, qtype, rng, relation_inverse=0.0):
         if qtype != "relation" or scene.split != "train":
-            return question(self, scene, qtype, rng)
+            return question(self, scene, qtype, rng, relation_inverse)
         Scene.relations = without_prior
         try:
             return question(self, scene, qtype, rng)

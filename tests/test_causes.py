@@ -20,6 +20,7 @@ from halluscope.hallucinate.world import cooccurring
 from halluscope.training.sft import (Batcher, TrainConfig, _cooccurring_yes, batch_for_step, make_example,
                                      pixel_values)
 from halluscope.world import QUESTION_TEMPLATES
+from halluscope.world.config import INVERSE, RELATIONS
 from halluscope.world.claims import caption_claims
 from halluscope.zoo.tiny import tiny_path, tiny_recipe
 
@@ -184,6 +185,31 @@ def test_question_noise_answers_yes_to_absent_cooccurring_classes_only(world):
     assert all(cls in scene.classes for scene, cls, a in answers(TrainConfig(**mix, qa_noise=0.0)) if a == "yes")
     with pytest.raises(ValueError, match="qa_noise"):
         TrainConfig(qa_noise=1.5)
+
+
+def test_relation_hard_negatives_ask_the_inverse(world):
+    def relations(cfg, seed=3, n=600):
+        gen, out = np.random.default_rng(seed), []
+        for _ in range(n):
+            for q, a in make_example(world, gen, cfg)[1]:
+                asked = next((r for r in RELATIONS if f" {r} the " in q), None)
+                if asked is None:  # a scene without two single objects gets an existence question
+                    continue
+                out.append((asked, a.split(" , ")[2], a.split(" , ")[3]))  # asked, true (the answer says), verdict
+        return out
+
+    # one turn each: a conversation skips a question it has asked, which an all-relation one often repeats
+    mix = {"task_mix": {"qa": 1.0}, "qa_mix": {"relation": 1.0}, "qa_turns": 1}
+    for share in (0.0, 0.8):
+        asked = relations(TrainConfig(**mix, relation_inverse=share))
+        assert all((a == t) == (v == "yes") for a, t, v in asked)  # the verdict stays the truth
+        no = [(a, t) for a, t, v in asked if v == "no"]
+        inverse = sum(INVERSE[t] == a for a, t in no) / len(no)
+        expected = share + (1 - share) / 3  # the uniform draw of the other three finds it a third of the time
+        assert abs(inverse - expected) < 0.08, (share, inverse)
+    assert "relation_inverse" not in TrainConfig().recipe()
+    with pytest.raises(ValueError, match="relation_inverse"):
+        TrainConfig(relation_inverse=-0.1)
 
 
 def test_new_fields_at_their_defaults_leave_cached_model_names_alone():

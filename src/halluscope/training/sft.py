@@ -102,6 +102,13 @@ class TrainConfig(Config):
         "help": "annotation noise in questions: share of training existence questions answered 'no' that instead ask "
                 "about an absent class co-occurring with one in the image (its pair partner first, then its "
                 "scene-mates) and answer 'yes', as machine-written instruction data does"})
+    # With question noise the verdict of a relation answer learnt to tell the axis, not the side: having written
+    # "left of" it said yes to "right of" (docs/studies/tiny-recipe.md). Uniform "no" questions ask the inverse
+    # a third of the time; hard negatives ask it more.
+    relation_inverse: float = field(default=0.0, metadata={
+        "help": "share of training relation questions answered 'no' that ask the inverse of the true relation (right "
+                "of for left of, below for above) instead of one of the other three: hard negatives",
+        "recipe_omits_default": True})
 
     def __post_init__(self) -> None:
         self.check_at_least(1, "steps", "batch_size", "vision_batch_size", "checkpoint_every", "log_every", "qa_turns")
@@ -112,6 +119,7 @@ class TrainConfig(Config):
             self.fail("max_grad_norm", "use a positive norm")
         self.check_range("caption_noise", 0, 1, "it is a share of captions")
         self.check_range("qa_noise", 0, 1, "it is a share of existence questions")
+        self.check_range("relation_inverse", 0, 1, "it is a share of relation questions")
         if not isinstance(self.position_targets, bool):
             self.fail("position_targets", "use True or False")
         if self.optimizer not in OPTIMIZERS:
@@ -164,7 +172,7 @@ def make_example(world: World, gen: np.random.Generator, cfg: TrainConfig):
     else:
         turns, asked = [], set()
         for _ in range(4 * cfg.qa_turns):  # a few tries: some types do not apply, repeats are skipped
-            q = world.question(scene, _choice(gen, cfg.qa_mix), gen)
+            q = world.question(scene, _choice(gen, cfg.qa_mix), gen, cfg.relation_inverse)
             if cfg.qa_noise and q is not None and q["type"] == "existence" and q["answer"] == "no" \
                     and gen.random() < cfg.qa_noise:
                 q = _cooccurring_yes(world, scene, gen, asked) or q

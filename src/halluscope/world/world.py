@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from . import language, pope, qa
-from .config import WorldConfig
+from .config import INVERSE, WorldConfig
 from .glyphs import CLASSES, COLORS, PLURALS
 from .language import NUMBERS, QUESTION_TEMPLATES, YES_NO_TEMPLATES
 from .render import draw
@@ -92,12 +92,15 @@ class World:
         """How often each class appears in training images (estimated on 2,000 of them, cached)."""
         return self._class_frequency
 
-    def question(self, scene: Scene, qtype: str, rng: np.random.Generator) -> dict[str, str] | None:
+    def question(self, scene: Scene, qtype: str, rng: np.random.Generator,
+                 relation_inverse: float = 0.0) -> dict[str, str] | None:
         """One question of type `qtype` with its exact answer, or None if the scene has none.
 
         Existence answers are 'yes' with probability `yes_bias`; an absent class is drawn in
         proportion to its training frequency, so that every class is asked about with both answers
-        in the same proportion (uniform negatives would teach 'frequent class -> yes').
+        in the same proportion (uniform negatives would teach 'frequent class -> yes'). A relation
+        question answered 'no' asks the inverse of the true relation with probability
+        `relation_inverse`, else one of the other three (`wrong_relation`).
         """
         present = scene.classes
         absent = [c for c in CLASSES if c not in present]
@@ -149,7 +152,9 @@ class World:
             a, rel, b = rels[rng.integers(len(rels))]
             answer = "yes"
             if rng.random() < 0.5:
-                rel, answer = self.wrong_relation(rel, rng), "no"
+                # drawn only when asked for, so that the default data stays what it was
+                inverse = relation_inverse and rng.random() < relation_inverse
+                rel, answer = INVERSE[rel] if inverse else self.wrong_relation(rel, rng), "no"
             if scene.split == "train":  # trained to say both places and their relation first (RELATION_ANSWER)
                 objs = {o.cls: o for o in scene.objects}  # a and b appear once each
                 answer = language.relation_answer(objs[a], objs[b], answer)
