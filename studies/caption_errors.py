@@ -23,30 +23,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
-# A place sentence and the relation sentence after it, as the claims' reader sees them in a generated caption.
-_PLACED_RELATION = re.compile(r"(\w+) (\w+) , (\w+) (\w+) \. the (\w+) is ((?:left|right) of|above|below) the (\w+) \.")
-
-
 def placed_relations(caption: str, scene) -> Counter:
-    """The relation sentences of `caption` (those after a place sentence) by what makes them right or wrong."""
-    from halluscope.world.language import PLACE_WORDS
-    from halluscope.world.scene import WorldObject, relation
+    """The relation sentences of `caption` that follow a place sentence, by what makes them right or wrong."""
+    from halluscope.world.claims import parse_claims
+    from halluscope.world.scene import Cell, relation
 
-    cell = {w: i for i, w in enumerate(PLACE_WORDS)}
     objs: dict[str, list] = {}
     for o in scene.objects:
         objs.setdefault(o.cls, []).append(o)
     out = Counter()
-    for m in _PLACED_RELATION.finditer(caption):
-        ra, ca, rb, cb, a, rel, b = m.groups()
-        if not {ra, ca, rb, cb} <= cell.keys():
-            out["places unreadable"] += 1
+    for claim in parse_claims(caption).claims:
+        if claim.kind != "relation" or claim.places is None:
             continue
-        at = [WorldObject("", "", "large", cell[r], cell[c], 0, 0) for r, c in ((ra, ca), (rb, cb))]
+        (rel, b), a, at = claim.value, claim.cls, [Cell(*cell) for cell in claim.places]
         agrees = "relation agrees with the places written" if relation(*at) == rel else \
             "relation disagrees with the places written"
         if a not in objs or b not in objs:

@@ -101,6 +101,13 @@ def test_place_sentences_are_read_as_grammar_that_claims_nothing():
     # a place sentence with a word that is not a place is outside the grammar
     assert [placed.replace("one one", "one nine")[s:e] for s, e in
             parse_claims(placed.replace("one one", "one nine")).unparsed] == ["one nine , two one"]
+    # The relation keeps the cells its places said (row, column from 0), so that one can tell a relation that
+    # disagrees with its own places from one read off wrong places; a place sentence counts for the next one only.
+    rel = next(c for c in b.claims if c.kind == "relation")
+    assert rel.places == ((0, 0), (1, 0)) and rel.to_dict()["places"] == [[0, 0], [1, 0]]
+    assert next(c for c in a.claims if c.kind == "relation").places is None
+    two = parse_claims(placed + " the cup is below the fork.").claims
+    assert [c.places for c in two if c.kind == "relation"] == [((0, 0), (1, 0)), None]
 
 
 def test_prior_and_bias_breaking_marks():

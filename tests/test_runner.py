@@ -68,6 +68,26 @@ def test_resume_refuses_the_records_of_another_run(world, adapter, tmp_path):
     assert len(read_jsonl(tmp_path / "world-pope_random.jsonl")) == 18  # nothing was appended or rewritten
 
 
+def test_resume_refuses_a_model_retrained_under_the_same_name(world, adapter, tmp_path):
+    import torch
+
+    pope = WorldPOPE(world, "random", n_images=2)
+    run_benchmark(pope, adapter, tmp_path, progress=False)
+    last = list(adapter.model.parameters())[-1]
+    before, saved = adapter.fingerprint(), last.detach().clone()
+    with torch.no_grad():
+        last.add_(1e-3)  # as a retrained model in the same folder: the name stays, the weights do not
+    try:
+        assert adapter.fingerprint() != before
+        with pytest.raises(ValueError, match="another run \\(weights was"):
+            run_benchmark(pope, adapter, tmp_path, progress=False)
+    finally:
+        with torch.no_grad():
+            last.copy_(saved)
+    assert adapter.fingerprint() == before
+    assert run_benchmark(pope, adapter, tmp_path, progress=False)["timing"]["samples_this_run"] == 0
+
+
 def test_greedy_scores_do_not_depend_on_batch_size(world, adapter, tmp_path):
     pope = WorldPOPE(world, "adversarial", n_images=4)
     a = run_benchmark(pope, adapter, tmp_path / "b1", batch_size=1, progress=False)

@@ -123,8 +123,8 @@ def run_benchmark(benchmark: Task, adapter, output_dir: str | Path, method: str 
     and appends to its own part file; rank 0 merges the parts into `<name>.jsonl` and scores.
     A sample whose image is missing or corrupt gets an error record; the run goes on, the summary
     counts the errors, and a rerun tries those samples again. A rerun resumes only its own records: a folder
-    whose `<name>.config.json` (or results) names another model, method, method arguments, seed, task or load
-    arguments raises `OtherRunError`.
+    whose `<name>.config.json` (or results) names another model (or the same folder with other weights), method,
+    method arguments, seed, task or load arguments raises `OtherRunError`.
     """
     import torch
 
@@ -135,7 +135,9 @@ def run_benchmark(benchmark: Task, adapter, output_dir: str | Path, method: str 
     out.mkdir(parents=True, exist_ok=True)
     name = stem(benchmark)
     results_path = out / f"{name}.results.json"
-    config = {"benchmark": benchmark.name, "model": adapter.name, "method": method, "method_args": method_args,
+    fingerprint = getattr(adapter, "fingerprint", None)
+    config = {"benchmark": benchmark.name, "model": adapter.name, "weights": fingerprint() if fingerprint else None,
+              "method": method, "method_args": method_args,
               "batch_size": batch_size, "limit": limit, "seed": seed, "num_processes": world_size,
               "task_args": task_args(benchmark),
               # how `load_model` loaded it (dtype, device, device_map, trust_remote_code, ...), where it did
@@ -266,7 +268,8 @@ class OtherRunError(ValueError):
 # What makes two runs' records interchangeable. Batch size, process count, limit and a task's n_images may change
 # on resume: a task draws its images in order, so a smaller run's samples are the first of a larger one's (the demo
 # compares methods on 100 images, then greedy on 500 into the same folder).
-RUN_IDENTITY = ("benchmark", "model", "method", "method_args", "seed", "task_args", "load_args")
+# `weights` tells a model retrained into the same folder (the built-in model's cache) from the one before.
+RUN_IDENTITY = ("benchmark", "model", "weights", "method", "method_args", "seed", "task_args", "load_args")
 
 
 def _check_same_run(out: Path, stem: str, config: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ under any decoding method: that part dispatches on method names, so it lives in 
 
 from __future__ import annotations
 
+import hashlib
+
 import importlib
 import warnings
 from collections.abc import Sequence
@@ -31,6 +33,19 @@ class VLMBase:
         self.tokenizer.padding_side = "left"  # generation appends on the right
         self.name = name
         self.load_args: dict[str, Any] = {}  # how `halluscope.load_model` loaded it (dtype, device, options)
+
+    def fingerprint(self) -> str | None:
+        """A short hash of some of the weights (the first 4,096 values of the first and last three tensors): what
+        tells a model retrained into the same folder from the one before it. None where the weights cannot be read
+        (offloaded to disk)."""
+        params = list(self.model.parameters())
+        digest = hashlib.sha1()
+        try:
+            for p in params[:3] + params[-3:]:
+                digest.update(p.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+        except (NotImplementedError, RuntimeError):  # meta tensors
+            return None
+        return digest.hexdigest()[:16]
 
     # ------------------------------------------------------------------ parts
     @property

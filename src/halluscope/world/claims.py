@@ -28,7 +28,7 @@ from typing import Any
 
 from .config import WorldConfig
 from .glyphs import CLASSES, COLORS, PLURALS
-from .language import NUMBERS, is_place_sentence, word_spans
+from .language import NUMBERS, PLACE_WORDS, is_place_sentence, word_spans
 from .scene import RELATIONS, Scene, relation
 
 CLAIM_KINDS = ("object", "attribute", "count", "relation")
@@ -36,6 +36,7 @@ CLAIM_KINDS = ("object", "attribute", "count", "relation")
 _COUNT_WORDS = {"a": 1, "an": 1, **{w: i for i, w in enumerate(NUMBERS)}}
 _NOUNS = {c: c for c in CLASSES} | {PLURALS[c]: c for c in CLASSES}
 _RELATION_WORDS = {tuple(r.split()): r for r in RELATIONS}
+_PLACE = {w: i for i, w in enumerate(PLACE_WORDS)}  # a place word -> its row or column
 
 
 @dataclass
@@ -56,6 +57,8 @@ class Claim:
     reason: str | None = None
     prior: bool | None = None
     breaks_bias: bool = False  # about the item with which the image breaks a bias (its `breaks_bias` tags)
+    # relation: the cells (row, col) of its two objects as the place sentence just before it says them, if one does
+    places: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": self.kind, "text": self.text, "span": list(self.span), "true": self.true, "class": self.cls,
@@ -66,6 +69,8 @@ class Claim:
             d |= {"value": self.value, "repeat": self.repeat}
         elif self.kind == "relation":
             d |= {"relation": self.value[0], "other": self.value[1]}
+            if self.places is not None:
+                d["places"] = [list(cell) for cell in self.places]
         if self.reason is not None:
             d["reason"] = self.reason
         if self.prior is not None:
@@ -164,6 +169,7 @@ def parse_claims(caption: str) -> ParsedCaption:
         return caption[span[0]:span[1]]
 
     by_class: dict[str, list[_Phrase]] = {}
+    places = None
     for s in sentences:
         words = [x[0] for x in s]
         rel = _relation(s)
@@ -172,9 +178,12 @@ def parse_claims(caption: str) -> ParsedCaption:
             span = (s[0][1], s[-1][2])
             first_mention.setdefault(a, sa)
             first_mention.setdefault(b, sb)
-            claims.append(Claim("relation", text(span), span, a, (r, b)))
+            claims.append(Claim("relation", text(span), span, a, (r, b), places=places))
+            places = None
             continue
+        places = None
         if is_place_sentence(words):  # where a relation's two objects are: said, not claimed
+            places = (_PLACE[words[0]], _PLACE[words[1]]), (_PLACE[words[3]], _PLACE[words[4]])
             continue
         if words[:3] == ["the", "image", "shows"]:
             listed = s[3:]

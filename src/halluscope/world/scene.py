@@ -78,15 +78,15 @@ def _move(obj: WorldObject, cell: int) -> None:
     obj.row, obj.col = row, col
 
 
-class _Cell(NamedTuple):
+class Cell(NamedTuple):
     row: int
     col: int
 
 
-_CELLS = tuple(_Cell(*divmod(cell, GRID)) for cell in range(GRID * GRID))
+_CELLS = tuple(Cell(*divmod(cell, GRID)) for cell in range(GRID * GRID))
 
 
-def relation(a: WorldObject | _Cell, b: WorldObject | _Cell) -> str:
+def relation(a: WorldObject | Cell, b: WorldObject | Cell) -> str:
     """Where `a` is relative to `b`, one of `RELATIONS`: along the dominant axis between their cells,
     horizontal when |dcol| >= |drow|."""
     dcol, drow = a.col - b.col, a.row - b.row
