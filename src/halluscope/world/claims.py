@@ -28,7 +28,7 @@ from typing import Any
 
 from .config import WorldConfig
 from .glyphs import CLASSES, COLORS, PLURALS
-from .language import NUMBERS, PLACE_WORDS, is_place_sentence, word_spans
+from .language import NUMBERS, is_place_sentence, parse_place, word_spans
 from .scene import RELATIONS, Scene, relation
 
 CLAIM_KINDS = ("object", "attribute", "count", "relation")
@@ -36,7 +36,6 @@ CLAIM_KINDS = ("object", "attribute", "count", "relation")
 _COUNT_WORDS = {"a": 1, "an": 1, **{w: i for i, w in enumerate(NUMBERS)}}
 _NOUNS = {c: c for c in CLASSES} | {PLURALS[c]: c for c in CLASSES}
 _RELATION_WORDS = {tuple(r.split()): r for r in RELATIONS}
-_PLACE = {w: i for i, w in enumerate(PLACE_WORDS)}  # a place word -> its row or column
 
 
 @dataclass
@@ -183,7 +182,7 @@ def parse_claims(caption: str) -> ParsedCaption:
             continue
         places = None
         if is_place_sentence(words):  # where a relation's two objects are: said, not claimed
-            places = (_PLACE[words[0]], _PLACE[words[1]]), (_PLACE[words[3]], _PLACE[words[4]])
+            places = parse_place(" ".join(words[:2])), parse_place(" ".join(words[3:]))
             continue
         if words[:3] == ["the", "image", "shows"]:
             listed = s[3:]

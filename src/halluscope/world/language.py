@@ -85,6 +85,14 @@ def place(obj: WorldObject) -> str:
     return f"{PLACE_WORDS[obj.row]} {PLACE_WORDS[obj.col]}"
 
 
+def parse_place(text: str) -> tuple[int, int] | None:
+    """(row, column) of a place as `place` writes it ("one three" -> (0, 2)), or None if it is not one."""
+    words = text.split()
+    if len(words) != 2 or not all(w in PLACE_WORDS for w in words):
+        return None
+    return PLACE_WORDS.index(words[0]), PLACE_WORDS.index(words[1])
+
+
 def relation_answer(a: WorldObject, b: WorldObject, answer: str) -> str:
     """The training answer to "Is the A r the B?" about objects `a` and `b`: places, relation, verdict."""
     return RELATION_ANSWER.format(place(a), place(b), relation(a, b), answer)
@@ -282,5 +290,5 @@ __all__ = [
     "PLACE_SENTENCE", "PLACE_WORDS", "POPE_TEMPLATE", "QUESTION_TEMPLATES", "RELATION_ANSWER", "RELATION_SENTENCE",
     "SHORT_SENTENCE", "CaptionParts", "Phrase", "YES_NO_TEMPLATES", "article", "caption_parts", "check_style",
     "count_answer", "is_place_sentence", "join_phrases", "noun_phrase", "objects_by_class", "parse_world_caption",
-    "place", "relation_answer", "tokenize_words", "vocabulary", "word_spans",
+    "parse_place", "place", "relation_answer", "tokenize_words", "vocabulary", "word_spans",
 ]
