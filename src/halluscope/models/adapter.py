@@ -10,7 +10,6 @@ under any decoding method: that part dispatches on method names, so it lives in 
 from __future__ import annotations
 
 import hashlib
-
 import importlib
 import warnings
 from collections.abc import Sequence

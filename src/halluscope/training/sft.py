@@ -103,8 +103,9 @@ class TrainConfig(Config):
                 "about an absent class co-occurring with one in the image (its pair partner first, then its "
                 "scene-mates) and answer 'yes', as machine-written instruction data does"})
     # With question noise the verdict of a relation answer learnt to tell the axis, not the side: having written
-    # "left of" it said yes to "right of" (docs/studies/tiny-recipe.md). Uniform "no" questions ask the inverse
-    # a third of the time; hard negatives ask it more.
+    # "left of" it said yes to "right of". Uniform "no" questions ask the inverse a third of the time; hard negatives
+    # ask it more, which mends the verdict but did not raise the profile's checks, so it is off
+    # (docs/studies/tiny-recipe.md).
     relation_inverse: float = field(default=0.0, metadata={
         "help": "share of training relation questions answered 'no' that ask the inverse of the true relation (right "
                 "of for left of, below for above) instead of one of the other three: hard negatives",
