@@ -124,16 +124,22 @@ def write_result(study: str, data: dict[str, Any], path: str | Path | None = Non
     """Write {"provenance": ..., **data} to `path`, by default studies/results/<study>/<date>_<sha>.json
     (a second run on the same day and commit gets _2, _3, ...). Returns the path written."""
     block = provenance(argv, model_hash)
-    if path is None:
-        sha = (block["git"]["commit"] or "nogit")[:7]
-        stem = f"{block['date_utc'][:10]}_{sha}"
-        path = RESULTS / study / f"{stem}.json"
-        n = 2
-        while path.exists():
+    text = json.dumps({"study": study, "provenance": block, **data}, indent=1, default=str) + "\n"
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return path
+    sha = (block["git"]["commit"] or "nogit")[:7]
+    stem = f"{block['date_utc'][:10]}_{sha}"
+    (RESULTS / study).mkdir(parents=True, exist_ok=True)
+    path, n = RESULTS / study / f"{stem}.json", 2
+    while True:  # claim the name atomically: two studies finishing at once must not write one file
+        try:
+            with path.open("x") as f:
+                f.write(text)
+            return path
+        except FileExistsError:
             path, n = RESULTS / study / f"{stem}_{n}.json", n + 1
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"study": study, "provenance": block, **data}, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
