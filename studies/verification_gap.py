@@ -302,7 +302,7 @@ def train_on_pairs_without_prior(world_cls) -> None:
             return question(self, scene, qtype, rng, relation_inverse)
         Scene.relations = without_prior
         try:
-            return question(self, scene, qtype, rng)
+            return question(self, scene, qtype, rng, relation_inverse)
         finally:
             Scene.relations = relations
 
