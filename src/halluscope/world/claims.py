@@ -170,6 +170,7 @@ def parse_claims(caption: str) -> ParsedCaption:
     by_class: dict[str, list[_Phrase]] = {}
     places = None
     for s in sentences:
+        said_before, places = places, None  # a place sentence is for the sentence right after it only
         words = [x[0] for x in s]
         rel = _relation(s)
         if rel is not None:
@@ -177,10 +178,8 @@ def parse_claims(caption: str) -> ParsedCaption:
             span = (s[0][1], s[-1][2])
             first_mention.setdefault(a, sa)
             first_mention.setdefault(b, sb)
-            claims.append(Claim("relation", text(span), span, a, (r, b), places=places))
-            places = None
+            claims.append(Claim("relation", text(span), span, a, (r, b), places=said_before))
             continue
-        places = None
         if is_place_sentence(words):  # where a relation's two objects are: said, not claimed
             places = parse_place(" ".join(words[:2])), parse_place(" ".join(words[3:]))
             continue
